@@ -1,0 +1,61 @@
+//! What tests need from the host. A missing requirement is a test failure with a message that
+//! says how to fix it — never a silent skip.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Panics unless running as root.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "this test must run as root (it creates namespaces, mounts and cgroups); run it with sudo or as root"
+    );
+}
+
+/// Finds `tool` on PATH or panics, naming the Debian package that provides it.
+pub fn require_tool(tool: &str, package: &str) -> PathBuf {
+    which(tool).unwrap_or_else(|| {
+        panic!("`{tool}` is not installed; install it with `apt-get install -y {package}` (.ci/run does)")
+    })
+}
+
+/// `tool` on PATH (also searching the sbin directories, which a non-login PATH may lack).
+pub fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+/// Runs a command to completion and returns its stdout, panicking with its stderr on failure.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed with {}:\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A short random-enough suffix for names that must not collide between concurrent tests.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{}-{nanos:x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
