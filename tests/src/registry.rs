@@ -170,15 +170,16 @@ impl Registry {
         format!("{scheme}://{}{path}", self.host())
     }
 
-    /// Options that let skopeo read from (`src`) or write to (`dest`) this registry.
-    pub fn skopeo_args(&self, side: &str) -> Vec<String> {
+    /// Options that let skopeo reach this registry. `prefix` is `""` for `skopeo inspect`,
+    /// `"src-"` or `"dest-"` for `skopeo copy`.
+    pub fn skopeo_args(&self, prefix: &str) -> Vec<String> {
         let mut v = vec![];
         match self.cert_dir() {
-            Some(d) => v.push(format!("--{side}-cert-dir={}", d.display())),
-            None => v.push(format!("--{side}-tls-verify=false")),
+            Some(d) => v.push(format!("--{prefix}cert-dir={}", d.display())),
+            None => v.push(format!("--{prefix}tls-verify=false")),
         }
         if let Some(c) = self.creds() {
-            v.push(format!("--{side}-creds={c}"));
+            v.push(format!("--{prefix}creds={c}"));
         }
         v
     }

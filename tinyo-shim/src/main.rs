@@ -9,7 +9,7 @@ use clap::Parser;
 #[command(
     name = "tinyo-shim",
     version,
-    about = "Container supervisor and CLI (early: no subcommand is implemented yet)"
+    about = "Container supervisor and CLI (early: running containers is not implemented yet)"
 )]
 struct Cli {}
 
