@@ -176,33 +176,41 @@ pub fn tar_bytes(entries: &[Entry]) -> Vec<u8> {
     b.into_inner().expect("finish tar")
 }
 
-fn append(b: &mut tar::Builder<Vec<u8>>, e: &Entry) {
+/// The header fields of one entry.
+struct Fields<'a> {
+    path: &'a str,
+    kind: tar::EntryType,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    link: Option<&'a str>,
+    data: &'a [u8],
+    xattrs: &'a [(String, Vec<u8>)],
+}
+
+fn fields(e: &Entry) -> Fields<'_> {
     use tar::EntryType;
-    let (path, kind, mode, uid, gid, link, data, xattrs): (
-        &str,
-        _,
-        u32,
-        u64,
-        u64,
-        Option<&str>,
-        &[u8],
-        &[(String, Vec<u8>)],
-    ) = match e {
+    let plain = |path, kind, mode, link| Fields {
+        path,
+        kind,
+        mode,
+        uid: 0,
+        gid: 0,
+        link,
+        data: &[],
+        xattrs: &[],
+    };
+    match e {
         Entry::Dir {
             path,
             mode,
             uid,
             gid,
-        } => (
-            path,
-            EntryType::Directory,
-            *mode,
-            *uid,
-            *gid,
-            None,
-            &[],
-            &[],
-        ),
+        } => Fields {
+            uid: *uid,
+            gid: *gid,
+            ..plain(path, EntryType::Directory, *mode, None)
+        },
         Entry::File {
             path,
             mode,
@@ -210,30 +218,32 @@ fn append(b: &mut tar::Builder<Vec<u8>>, e: &Entry) {
             gid,
             data,
             xattrs,
-        } => (
+        } => Fields {
             path,
-            EntryType::Regular,
-            *mode,
-            *uid,
-            *gid,
-            None,
+            kind: EntryType::Regular,
+            mode: *mode,
+            uid: *uid,
+            gid: *gid,
+            link: None,
             data,
             xattrs,
-        ),
-        Entry::Symlink { path, target } => (
-            path,
-            EntryType::Symlink,
-            0o777,
-            0,
-            0,
-            Some(target),
-            &[],
-            &[],
-        ),
-        Entry::Hardlink { path, target } => {
-            (path, EntryType::Link, 0o644, 0, 0, Some(target), &[], &[])
-        }
-    };
+        },
+        Entry::Symlink { path, target } => plain(path, EntryType::Symlink, 0o777, Some(target)),
+        Entry::Hardlink { path, target } => plain(path, EntryType::Link, 0o644, Some(target)),
+    }
+}
+
+fn append(b: &mut tar::Builder<Vec<u8>>, e: &Entry) {
+    let Fields {
+        path,
+        kind,
+        mode,
+        uid,
+        gid,
+        link,
+        data,
+        xattrs,
+    } = fields(e);
     // PAX records carry what the ustar header cannot: long names and xattrs.
     let mut pax: Vec<(String, Vec<u8>)> = xattrs
         .iter()

@@ -89,15 +89,15 @@ impl Registry {
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("dup log"))
                 .stderr(log);
-            // SAFETY: prctl is async-signal-safe and touches no memory of ours.
-            unsafe {
-                cmd.pre_exec(|| {
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            let die_with_parent = || {
+                // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory.
+                if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            };
+            // SAFETY: the hook only makes one async-signal-safe syscall between fork and exec.
+            unsafe { cmd.pre_exec(die_with_parent) };
             let mut child = cmd.spawn().expect("spawn docker-registry");
             let scheme = if tls { "https" } else { "http" };
             match wait_ready(
