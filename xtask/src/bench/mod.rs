@@ -10,6 +10,7 @@
 //! (build contenders with [`Contender::new`] and measure with [`interleaved`], or fill a
 //! [`Report`] by hand for one-off figures such as file sizes) and list it in [`BENCHES`].
 
+mod init;
 mod start;
 
 use std::path::PathBuf;
@@ -22,11 +23,18 @@ use serde_json::json;
 /// A benchmark: name, one-line description, entry point.
 pub type BenchFn = fn(&Opts) -> Result<Vec<Report>>;
 
-pub const BENCHES: &[(&str, &str, BenchFn)] = &[(
-    "start",
-    "run /bin/true in a busybox bundle: wall time and CPU per container start",
-    start::run,
-)];
+pub const BENCHES: &[(&str, &str, BenchFn)] = &[
+    (
+        "start",
+        "run /bin/true in a busybox bundle: wall time and CPU per container start",
+        start::run,
+    ),
+    (
+        "init",
+        "tinyo-init beside tini, catatonit, dumb-init: size, RSS as PID 1, start overhead",
+        init::run,
+    ),
+];
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -121,6 +129,17 @@ pub struct Report {
 }
 
 impl Report {
+    /// A table of one-off figures (such as file sizes): one value per contender.
+    pub fn values(title: &str, unit: &str, reference: &str, rows: Vec<(String, f64)>) -> Self {
+        Self {
+            title: title.into(),
+            unit: unit.into(),
+            reference: reference.into(),
+            rows: rows.into_iter().map(|(n, v)| (n, vec![v])).collect(),
+            notes: vec![],
+        }
+    }
+
     fn reference_median(&self) -> Option<f64> {
         self.rows
             .iter()
