@@ -170,3 +170,109 @@ fn get_xattr(path: &Path, key: &str) -> std::io::Result<Vec<u8>> {
     buf.truncate(n as usize);
     Ok(buf)
 }
+
+/// Every difference between two trees: paths, types, permission bits, owners, symlink
+/// targets, xattrs and file contents (mtimes are not compared). Empty when they are equal.
+pub fn tree_diff(a: &Path, b: &Path) -> Vec<String> {
+    let ta = tree(a);
+    let tb = tree(b);
+    let mut diffs = Vec::new();
+    for (p, ea) in &ta {
+        match tb.get(p) {
+            None => diffs.push(format!("{p}: only in {}", a.display())),
+            Some(eb) if eb != ea => diffs.push(format!("{p}: {ea:?} vs {eb:?}")),
+            Some(_) => {}
+        }
+    }
+    for p in tb.keys().filter(|p| !ta.contains_key(*p)) {
+        diffs.push(format!("{p}: only in {}", b.display()));
+    }
+    diffs
+}
+
+/// What [`tree_diff`] compares about one entry.
+#[derive(Debug, PartialEq, Eq)]
+struct Node {
+    kind: &'static str,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    link: Option<String>,
+    xattrs: Vec<(String, Vec<u8>)>,
+    content: Option<String>,
+}
+
+fn tree(root: &Path) -> std::collections::BTreeMap<String, Node> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir).unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display())) {
+            let e = e.expect("dir entry");
+            let p = e.path();
+            let meta = fs::symlink_metadata(&p).expect("lstat");
+            let ft = meta.file_type();
+            let kind = if ft.is_dir() {
+                stack.push(p.clone());
+                "dir"
+            } else if ft.is_symlink() {
+                "symlink"
+            } else if ft.is_file() {
+                "file"
+            } else {
+                "other"
+            };
+            let rel = p
+                .strip_prefix(root)
+                .expect("under root")
+                .display()
+                .to_string();
+            let node = Node {
+                kind,
+                mode: if ft.is_symlink() {
+                    0
+                } else {
+                    meta.permissions().mode() & 0o7777
+                },
+                uid: meta.uid(),
+                gid: meta.gid(),
+                link: ft
+                    .is_symlink()
+                    .then(|| fs::read_link(&p).expect("readlink").display().to_string()),
+                xattrs: if ft.is_symlink() {
+                    vec![]
+                } else {
+                    list_xattrs(&p)
+                },
+                content: ft
+                    .is_file()
+                    .then(|| crate::sha256_hex(&fs::read(&p).expect("read"))),
+            };
+            out.insert(rel, node);
+        }
+    }
+    out
+}
+
+fn list_xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let p = CString::new(path.as_os_str().as_bytes()).expect("path");
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: `p` is NUL-terminated; `buf` is writable for its length.
+    let n = unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n <= 0 {
+        return vec![];
+    }
+    buf.truncate(n as usize);
+    let mut v: Vec<(String, Vec<u8>)> = buf
+        .split(|b| *b == 0)
+        .filter(|k| !k.is_empty())
+        .map(|k| {
+            let key = String::from_utf8_lossy(k).into_owned();
+            let value = get_xattr(path, &key).unwrap_or_default();
+            (key, value)
+        })
+        .collect();
+    v.sort();
+    v
+}

@@ -636,7 +636,7 @@ fn podman_runs_it_as_the_container_init() {
         c
     };
     let image = format!("localhost/{id}:latest");
-    let tar = Command::new("tar")
+    let mut tar = Command::new("tar")
         .arg("-C")
         .arg(bundle.rootfs())
         .args(["-c", "."])
@@ -644,9 +644,13 @@ fn podman_runs_it_as_the_container_init() {
         .spawn()
         .expect("tar");
     let import = podman_cmd(&["import", "-", &image])
-        .stdin(tar.stdout.expect("tar stdout"))
+        .stdin(tar.stdout.take().expect("tar stdout"))
         .output()
         .expect("podman import");
+    assert!(
+        tar.wait().expect("tar").success(),
+        "tar of the rootfs failed"
+    );
     assert!(
         import.status.success(),
         "podman import: {}",

@@ -7,13 +7,13 @@ use oci_spec::runtime::Spec;
 /// Why a bundle could not be loaded. Every variant names the file it is about.
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
-    #[error("bundle {path}: cannot read config.json: {source}")]
+    #[error("bundle {path}: cannot read config.json")]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("bundle {path}: config.json is not a valid runtime spec: {source}")]
+    #[error("bundle {path}: config.json is not a valid runtime spec")]
     Parse {
         path: PathBuf,
         #[source]

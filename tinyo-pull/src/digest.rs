@@ -110,7 +110,7 @@ pub enum VerifyError {
     Short { expected: u64, actual: u64 },
     #[error("size mismatch: more than the {expected} bytes the descriptor declares")]
     TooLong { expected: u64 },
-    #[error("reading: {0}")]
+    #[error("reading the blob")]
     Io(#[from] io::Error),
 }
 

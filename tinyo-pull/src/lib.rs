@@ -7,10 +7,19 @@
 //! - [`unpack`]: the layer applier — streaming verify → inflate → diff_id → apply, with every
 //!   path resolved inside the rootfs.
 //!
-//! Registry access and the store are not implemented yet.
+//! - [`client`], [`config`]: the registry API client (auth, TLS, mirrors, retries, resume)
+//!   and the containers configuration files;
+//! - [`store`]: the OCI layout store with unpacked rootfs per image;
+//! - [`pull`]: everything together, streaming downloads into the applier.
 
+pub mod bundle;
+pub mod client;
+pub mod config;
 pub mod digest;
+pub mod download;
+pub mod pull;
 pub mod reference;
+pub mod store;
 pub mod unpack;
 
 pub use reference::{Reference, ReferenceError};

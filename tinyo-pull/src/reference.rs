@@ -29,6 +29,10 @@ pub struct Reference {
     repository: String,
     tag: Option<String>,
     digest: Option<String>,
+    /// Whether the input named its registry.
+    explicit: bool,
+    /// The repository as typed (without registry or `library/`), for search registries.
+    typed: String,
 }
 
 impl Reference {
@@ -55,16 +59,17 @@ impl Reference {
             }
             None => (name, None),
         };
-        let (registry, repository) = match name.split_once('/') {
+        let (registry, repository, explicit) = match name.split_once('/') {
             Some((first, rest))
                 if first.contains('.') || first.contains(':') || first == "localhost" =>
             {
                 check_registry(first)
                     .map_err(|()| ReferenceError::Registry(input.into(), first.into()))?;
-                (first.to_string(), rest.to_string())
+                (first.to_string(), rest.to_string(), true)
             }
-            _ => (DOCKER_HUB.to_string(), name.to_string()),
+            _ => (DOCKER_HUB.to_string(), name.to_string(), false),
         };
+        let typed = repository.clone();
         let registry = match registry.as_str() {
             "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_string(),
             _ => registry,
@@ -85,7 +90,26 @@ impl Reference {
             repository,
             tag,
             digest,
+            explicit,
+            typed,
         })
+    }
+
+    /// Whether the input named a registry (`quay.io/x`) rather than relying on the default.
+    pub fn explicit_registry(&self) -> bool {
+        self.explicit
+    }
+
+    /// The reference as typed without a registry (`alpine:3`), to qualify with a search registry.
+    pub fn short_name(&self) -> String {
+        let mut s = self.typed.clone();
+        if let Some(t) = &self.tag {
+            s += &format!(":{t}");
+        }
+        if let Some(d) = &self.digest {
+            s += &format!("@{d}");
+        }
+        s
     }
 
     /// The registry name as written in references (`docker.io`, `127.0.0.1:5000`, …).
@@ -222,6 +246,9 @@ mod tests {
             p("index.docker.io/alpine").to_string(),
             "docker.io/library/alpine:latest"
         );
+        assert!(!p("alpine").explicit_registry());
+        assert_eq!(p("alpine").short_name(), "alpine:latest");
+        assert!(p("docker.io/alpine").explicit_registry());
     }
 
     #[test]

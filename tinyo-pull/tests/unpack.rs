@@ -14,6 +14,17 @@ use tinyo_tests::expect::assert_rootfs;
 use tinyo_tests::hostile::{self, Attack};
 use tinyo_tests::image::{self, Descriptor};
 
+/// An error and all its sources, as the binaries print them.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s += &format!(": {c}");
+        cur = c.source();
+    }
+    s
+}
+
 /// The layers of the image manifest `manifest` in `layout`, with their diff_ids.
 fn layers_of(layout: &Path, manifest: &Descriptor) -> Vec<Layer> {
     let m: serde_json::Value =
@@ -115,11 +126,7 @@ fn hostile_layers_are_refused_or_clamped_inside_the_rootfs() {
             }
             let r = attack(h, &layout, work.path());
             let rootfs = work.path().join(h.name).join("rootfs");
-            let msg = r
-                .as_ref()
-                .err()
-                .map(ToString::to_string)
-                .unwrap_or_default();
+            let msg = r.as_ref().err().map(|e| chain(e)).unwrap_or_default();
             match h.attack {
                 Attack::BadDigest => assert!(
                     matches!(

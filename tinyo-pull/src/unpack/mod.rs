@@ -76,14 +76,14 @@ pub enum LayerError {
         #[source]
         source: Option<io::Error>,
     },
-    #[error("layer {layer}: {what}: {source}")]
+    #[error("layer {layer}: {what}")]
     Stream {
         layer: Digest,
         what: &'static str,
         #[source]
         source: io::Error,
     },
-    #[error("layer {layer}: blob {source}")]
+    #[error("layer {layer}: the blob does not match its descriptor")]
     Blob {
         layer: Digest,
         #[source]
@@ -117,6 +117,45 @@ pub fn apply_layer(
     blob: impl Read,
 ) -> Result<Stats, LayerError> {
     let mut verify = VerifyReader::new(blob, layer.digest.clone(), layer.size);
+    let (stats, diff_id) = apply_stream(root, layer, &mut verify)?;
+    verify.finish().map_err(|source| LayerError::Blob {
+        layer: layer.digest.clone(),
+        source,
+    })?;
+    check_diff_id(layer, diff_id)?;
+    Ok(stats)
+}
+
+/// Like [`apply_layer`] for a blob stream whose size and digest the caller verifies (a
+/// [`crate::download::TailReader`] fails instead of ending when they do not match); the
+/// diff_id is still checked here.
+pub fn apply_verified_layer(
+    root: BorrowedFd<'_>,
+    layer: &Layer,
+    blob: impl Read,
+) -> Result<Stats, LayerError> {
+    let (stats, diff_id) = apply_stream(root, layer, blob)?;
+    check_diff_id(layer, diff_id)?;
+    Ok(stats)
+}
+
+fn check_diff_id(layer: &Layer, actual: Digest) -> Result<(), LayerError> {
+    if actual != layer.diff_id {
+        return Err(LayerError::DiffId {
+            layer: layer.digest.clone(),
+            expected: layer.diff_id.clone(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// Inflates and applies; returns the stats and the digest of the whole tar stream.
+fn apply_stream(
+    root: BorrowedFd<'_>,
+    layer: &Layer,
+    blob: impl Read,
+) -> Result<(Stats, Digest), LayerError> {
     let stream_err = |what| {
         let layer = layer.digest.clone();
         move |source| LayerError::Stream {
@@ -125,35 +164,22 @@ pub fn apply_layer(
             source,
         }
     };
-    let (stats, diff_id) = {
-        let inflated: Box<dyn Read + '_> = match layer.compression {
-            Compression::None => Box::new(&mut verify),
-            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&mut verify)),
-            Compression::Zstd => {
-                Box::new(zstd::Decoder::new(&mut verify).map_err(stream_err("starting zstd"))?)
-            }
-        };
-        let mut tar = HashReader::new(inflated);
-        let mut stats = Applier::new(root, &layer.digest).apply_tar(&mut tar)?;
-        // The diff_id covers the whole stream, including anything after the end-of-archive.
-        let (diff_id, n) = tar
-            .finish()
-            .map_err(stream_err("reading the layer stream"))?;
-        stats.tar_bytes = n;
-        (stats, diff_id)
+    let inflated: Box<dyn Read + '_> = match layer.compression {
+        Compression::None => Box::new(blob),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(blob)),
+        Compression::Zstd => {
+            Box::new(zstd::Decoder::new(blob).map_err(stream_err("starting zstd"))?)
+        }
     };
-    verify.finish().map_err(|source| LayerError::Blob {
-        layer: layer.digest.clone(),
-        source,
-    })?;
-    if diff_id != layer.diff_id {
-        return Err(LayerError::DiffId {
-            layer: layer.digest.clone(),
-            expected: layer.diff_id.clone(),
-            actual: diff_id,
-        });
-    }
-    Ok(stats)
+    let mut tar = HashReader::new(inflated);
+    let mut stats = Applier::new(root, &layer.digest).apply_tar(&mut tar)?;
+    // The diff_id covers the whole stream, including anything after the end-of-archive; reading
+    // to the end also makes the decompressor refuse trailing garbage.
+    let (diff_id, n) = tar
+        .finish()
+        .map_err(stream_err("reading the layer stream"))?;
+    stats.tar_bytes = n;
+    Ok((stats, diff_id))
 }
 
 /// Splits a tar name into components: leading `/`, `.` and empty parts dropped; `..` refused.
@@ -213,7 +239,7 @@ impl<'a> Applier<'a> {
     fn io_err(&self, path: &[u8], op: &str) -> impl Fn(io::Error) -> LayerError + '_ {
         let path = path.to_vec();
         let op = op.to_string();
-        move |e| self.err(&path, format!("{op}: {e}"), Some(e))
+        move |e| self.err(&path, op.clone(), Some(e))
     }
 
     fn apply_tar<R: Read>(mut self, reader: R) -> Result<Stats, LayerError> {
@@ -417,7 +443,7 @@ impl<'a> Applier<'a> {
                 Err(e) => {
                     return Err(self.err(
                         raw,
-                        format!("setting xattr {}: {e}", k.to_string_lossy()),
+                        format!("setting xattr {}", k.to_string_lossy()),
                         Some(e),
                     ))
                 }
