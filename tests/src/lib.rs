@@ -4,6 +4,7 @@
 //! - [`image`]: OCI image layouts built here, with no network (layers, manifests, indexes).
 //! - [`catalogue`]: the standard images every pull test uses, each with what its rootfs must hold.
 //! - [`hostile`]: images built to attack a puller or unpacker.
+//! - [`proxy`]: a misbehaving front for a registry (auth, 429, cut downloads, redirects).
 //! - [`registry`]: Debian's `docker-registry` on a free loopback port, plain or TLS + basic auth.
 //! - [`host`]: what a test needs from the host (root, tools), failing loudly when it is missing.
 //! - [`bins`]: where the binaries under test are.
@@ -17,6 +18,7 @@ pub mod expect;
 pub mod host;
 pub mod hostile;
 pub mod image;
+pub mod proxy;
 pub mod registry;
 
 use std::path::PathBuf;

@@ -13,6 +13,7 @@ use tinyo_tests::catalogue::{self, Catalogue};
 use tinyo_tests::expect::{assert_rootfs, tree_diff};
 use tinyo_tests::host::{require_root, require_tool, run_ok, unique};
 use tinyo_tests::hostile;
+use tinyo_tests::proxy::{Proxy, Quirks, Seen};
 use tinyo_tests::registry::Registry;
 
 /// A store, a HOME and a registries.conf of the test's own, so host configuration and
@@ -539,4 +540,78 @@ fn concurrent_pulls_into_one_store() {
     assert_eq!(list.as_array().unwrap().len(), 3);
     assert_eq!(env.entries("images").len(), 3);
     assert!(env.entries("tmp").is_empty(), "{:?}", env.entries("tmp"));
+}
+
+#[test]
+fn resumes_downloads_cut_part_way() {
+    require_root();
+    let reg = Registry::plain();
+    let env = Env::new();
+    let cat = push_catalogue(&reg, &env.path().join("layout"));
+    // The config (small) passes whole; the busybox layer (about 1 MB) is cut twice.
+    let proxy = Proxy::start(
+        &reg.host(),
+        Quirks {
+            cut_blobs: 3,
+            cut_after: 200_000,
+            ..Default::default()
+        },
+    );
+    let r = env.pull(&[&format!("{}/fixtures/single:single", proxy.host())]);
+    assert_rootfs(
+        Path::new(r["rootfs"].as_str().unwrap()),
+        &cat.get(catalogue::SINGLE).expect,
+    );
+    let seen = proxy.seen();
+    let ranges: Vec<&str> = seen.iter().filter_map(|s| s.range.as_deref()).collect();
+    assert_eq!(
+        ranges,
+        ["bytes=200000-", "bytes=400000-"],
+        "resumed where each cut happened: {seen:?}"
+    );
+}
+
+#[test]
+fn retries_429_and_never_sends_credentials_to_a_redirect_target() {
+    require_root();
+    let reg = Registry::plain();
+    let env = Env::new();
+    push_catalogue(&reg, &env.path().join("layout"));
+    let quirks = Quirks {
+        basic_auth: Some("u:pw".into()),
+        too_many_requests: 2,
+        redirect_blobs: true,
+        ..Default::default()
+    };
+    let proxy = Proxy::start(&reg.host(), quirks);
+    let image = format!("{}/fixtures/multi:multi", proxy.host());
+    let o = env.run(&[&image]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("authentication required"),
+        "{}",
+        stderr(&o)
+    );
+    let r = env.pull(&["--creds", "u:pw", &image]);
+    assert_eq!(r["layers"], 3);
+    let seen = proxy.seen();
+    assert_eq!(
+        seen.iter().filter(|s| s.action == "429").count(),
+        2,
+        "{seen:?}"
+    );
+    let redirected: Vec<&Seen> = seen.iter().filter(|s| s.listener == "redirect").collect();
+    assert_eq!(
+        redirected.len(),
+        4,
+        "config and three layers fetched from the redirect target: {seen:?}"
+    );
+    assert!(
+        redirected.iter().all(|s| s.authorization.is_none()),
+        "credentials leaked to another host: {redirected:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|s| s.listener == "main" && s.action == "redirect" && s.authorization.is_some()),
+        "the registry itself got them"
+    );
 }
