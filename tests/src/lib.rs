@@ -20,6 +20,7 @@ pub mod hostile;
 pub mod image;
 pub mod proxy;
 pub mod registry;
+pub mod token;
 
 use std::path::PathBuf;
 

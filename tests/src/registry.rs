@@ -1,5 +1,6 @@
 //! A real registry for tests: Debian's `docker-registry` (CNCF distribution) on a free loopback
-//! port, plain HTTP or TLS (a fresh self-signed CA) with basic auth. Stopped and removed on
+//! port: plain HTTP; TLS (a fresh self-signed CA) with basic auth; or plain HTTP with
+//! Bearer-token auth from [`crate::token::TokenServer`]. Stopped and removed on
 //! drop; it also dies with the thread that started it (`PR_SET_PDEATHSIG`), so even a test
 //! killed mid-way leaves no registry behind.
 
@@ -28,8 +29,16 @@ pub struct Registry {
     dir: tempfile::TempDir,
     port: u16,
     tls: bool,
-    auth: bool,
+    auth: Auth,
     agent: ureq::Agent,
+}
+
+/// How the registry authenticates.
+#[derive(Debug)]
+enum Auth {
+    None,
+    Basic,
+    Token(crate::token::TokenServer),
 }
 
 /// A response as tests look at it.
@@ -52,15 +61,34 @@ impl Response {
 impl Registry {
     /// Plain HTTP, anonymous access.
     pub fn plain() -> Self {
-        Self::start(false, false)
+        Self::start(false, Auth::None)
+    }
+
+    /// Plain HTTP with Bearer-token auth: the token server hands out tokens for
+    /// [`USER`] / [`PASSWORD`] only.
+    pub fn token_auth() -> Self {
+        Self::start(
+            false,
+            Auth::Token(crate::token::TokenServer::start(&format!(
+                "{USER}:{PASSWORD}"
+            ))),
+        )
+    }
+
+    /// The token server, for a token-auth registry.
+    pub fn token_server(&self) -> Option<&crate::token::TokenServer> {
+        match &self.auth {
+            Auth::Token(t) => Some(t),
+            _ => None,
+        }
     }
 
     /// TLS with a fresh self-signed CA, and basic auth ([`USER`] / [`PASSWORD`]).
     pub fn tls_auth() -> Self {
-        Self::start(true, true)
+        Self::start(true, Auth::Basic)
     }
 
-    fn start(tls: bool, auth: bool) -> Self {
+    fn start(tls: bool, auth: Auth) -> Self {
         let bin = require_tool("docker-registry", "docker-registry");
         let dir = tempfile::Builder::new()
             .prefix("tinyo-registry-")
@@ -70,7 +98,7 @@ impl Registry {
         if tls {
             make_certs(dir.path());
         }
-        if auth {
+        if matches!(auth, Auth::Basic) {
             let htpasswd = require_tool("htpasswd", "apache2-utils");
             let line = run_ok(Command::new(htpasswd).args(["-Bbn", USER, PASSWORD]));
             fs::write(dir.path().join("htpasswd"), line.trim()).expect("write htpasswd");
@@ -81,7 +109,7 @@ impl Registry {
         let mut last_log = String::new();
         for _ in 0..5 {
             let port = free_port();
-            write_config(dir.path(), port, tls, auth);
+            write_config(dir.path(), port, tls, &auth);
             let log = fs::File::create(dir.path().join("registry.log")).expect("registry log");
             let mut cmd = Command::new(&bin);
             cmd.arg("serve")
@@ -161,7 +189,7 @@ impl Registry {
 
     /// `user:password` when the registry needs auth.
     pub fn creds(&self) -> Option<String> {
-        self.auth.then(|| format!("{USER}:{PASSWORD}"))
+        (!matches!(self.auth, Auth::None)).then(|| format!("{USER}:{PASSWORD}"))
     }
 
     /// The base URL (`http://…` or `https://…`).
@@ -200,8 +228,17 @@ impl Registry {
             self.url(path)
         };
         let mut req = ureq::http::Request::builder().method(method).uri(&url);
-        if let (true, Some(c)) = (authenticate, self.creds()) {
-            req = req.header("Authorization", format!("Basic {}", base64(c.as_bytes())));
+        match (&self.auth, authenticate) {
+            (Auth::Basic, true) => {
+                let c = format!("{USER}:{PASSWORD}");
+                req = req.header("Authorization", format!("Basic {}", base64(c.as_bytes())));
+            }
+            (Auth::Token(t), true) => {
+                if let Some(repo) = repo_of(&url) {
+                    req = req.header("Authorization", format!("Bearer {}", t.mint(&repo)));
+                }
+            }
+            _ => {}
         }
         if let Some(ct) = content_type {
             req = req.header("Content-Type", ct);
@@ -448,7 +485,17 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn write_config(dir: &Path, port: u16, tls: bool, auth: bool) {
+/// The repository a `/v2/<repo>/(blobs|manifests)/…` URL is about.
+fn repo_of(url: &str) -> Option<String> {
+    let path = url.split_once("/v2/")?.1;
+    let end = ["/blobs/", "/manifests/"]
+        .iter()
+        .filter_map(|m| path.find(m))
+        .min()?;
+    Some(path[..end].to_string())
+}
+
+fn write_config(dir: &Path, port: u16, tls: bool, auth: &Auth) {
     let mut y = format!(
         "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n\
 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\n\
@@ -462,11 +509,23 @@ http:\n  addr: 127.0.0.1:{port}\n  secret: tinyo-test-secret\n",
             dir.join("server.key").display()
         );
     }
-    if auth {
-        y += &format!(
-            "auth:\n  htpasswd:\n    realm: tinyo-test\n    path: {}\n",
-            dir.join("htpasswd").display()
-        );
+    match auth {
+        Auth::None => {}
+        Auth::Basic => {
+            y += &format!(
+                "auth:\n  htpasswd:\n    realm: tinyo-test\n    path: {}\n",
+                dir.join("htpasswd").display()
+            )
+        }
+        Auth::Token(t) => {
+            y += &format!(
+                "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                t.realm(),
+                crate::token::SERVICE,
+                crate::token::ISSUER,
+                t.cert().display()
+            )
+        }
     }
     fs::write(dir.join("config.yml"), y).expect("write registry config");
 }

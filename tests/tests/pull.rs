@@ -615,3 +615,41 @@ fn retries_429_and_never_sends_credentials_to_a_redirect_target() {
         "the registry itself got them"
     );
 }
+
+#[test]
+fn bearer_token_auth() {
+    require_root();
+    let reg = Registry::token_auth();
+    let env = Env::new();
+    push_catalogue(&reg, &env.path().join("layout"));
+    let anon = reg.request("GET", "/v2/", None, &[], false).unwrap();
+    assert_eq!(anon.status, 401);
+    assert!(
+        anon.header("WWW-Authenticate")
+            .is_some_and(|h| h.starts_with("Bearer realm=")),
+        "{:?}",
+        anon.headers
+    );
+    let image = format!("{}/fixtures/multi:multi", reg.host());
+    // The token server refuses anonymous and wrong credentials.
+    let o = env.run(&[&image]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("authentication required") && stderr(&o).contains("/token"),
+        "{}",
+        stderr(&o)
+    );
+    let o = env.run(&["--creds", "tinyo:wrong", &image]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("refused"),
+        "{}",
+        stderr(&o)
+    );
+    let before = reg.token_server().unwrap().issued();
+    let r = env.pull(&["--creds", &reg.creds().unwrap(), &image]);
+    assert_eq!(r["layers"], 3);
+    assert!(
+        reg.token_server().unwrap().issued() > before,
+        "a token was obtained"
+    );
+}

@@ -162,7 +162,12 @@ impl Client {
         }
         // Insecure: use HTTPS (unverified) if the registry speaks it, else plain HTTP. A plain
         // server may never answer a TLS hello, so the probe gets a short deadline.
-        let probe = https.agent.get(format!("{}/v2/", https.base)).config().timeout_global(Some(Duration::from_secs(3))).build();
+        let probe = https
+            .agent
+            .get(format!("{}/v2/", https.base))
+            .config()
+            .timeout_global(Some(Duration::from_secs(3)))
+            .build();
         match probe.call() {
             Ok(_) => Ok(https),
             Err(_) => Ok(make(false)),
