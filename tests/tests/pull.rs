@@ -372,6 +372,7 @@ fn hostile_images_fail_cleanly_and_touch_nothing() {
             assert!(ok, "absolute names are clamped inside the rootfs: {err}");
             continue;
         }
+        eprintln!("{}: {err}", h.name);
         assert!(!ok, "{} must be refused", h.name);
         assert_eq!(err.lines().count(), 1, "{}: one line: {err}", h.name);
         assert!(err.contains(&image), "{}: names the image: {err}", h.name);

@@ -183,6 +183,15 @@ impl Download {
         Ok(temp)
     }
 
+    /// Marks a download that will not run as failed, waking its readers.
+    pub fn cancel(&self) {
+        self.set(|s| {
+            if s.done.is_none() {
+                s.done = Some(Err("aborted".into()));
+            }
+        });
+    }
+
     /// A reader over the blob's bytes as they arrive.
     pub fn reader(&self) -> TailReader<'_> {
         TailReader {

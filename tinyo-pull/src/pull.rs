@@ -153,7 +153,7 @@ pub struct Pulled {
 
 /// Why a pull failed: the image, then the reason.
 #[derive(Debug, thiserror::Error)]
-#[error("{image}: {kind}")]
+#[error("{image}")]
 pub struct PullError {
     pub image: String,
     #[source]
@@ -499,27 +499,103 @@ fn fetch_and_unpack(
         .collect();
     let abort = AtomicBool::new(false);
     let next = AtomicUsize::new(0);
+    let outcomes: Vec<std::sync::Mutex<Option<Result<(), LayerError>>>> =
+        layers.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    // Layers inflate on their own threads (two at a time, each into a bounded queue) and are
+    // applied here in order, where the diff_id is also hashed: the stages use both cores.
+    let mut receivers = Vec::new();
+    let mut senders = Vec::new();
+    for _ in &layers {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(INFLATE_QUEUE);
+        senders.push(tx);
+        receivers.push(rx);
+    }
+    // Spent chunks go back to a pool, so no chunk is allocated (and faulted in) twice.
+    let pool: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+    let senders: Vec<std::sync::Mutex<Option<std::sync::mpsc::SyncSender<Vec<u8>>>>> = senders
+        .into_iter()
+        .map(|t| std::sync::Mutex::new(Some(t)))
+        .collect();
+    let next_inflate = AtomicUsize::new(0);
     let applied: Result<(), ErrorKind> = std::thread::scope(|s| {
         for _ in 0..opts.jobs.clamp(1, 8).min(downloads.len()) {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(dl) = downloads.get(i) else { break };
                 if abort.load(Ordering::Relaxed) {
-                    break;
+                    // Nobody may wait forever for a download that will not happen.
+                    dl.cancel();
+                    continue;
                 }
                 dl.run(client, repo, store, opts.progress.as_ref(), &abort);
             });
         }
-        for (layer, dl) in layers.iter().zip(&downloads) {
-            if let Err(e) = unpack::apply_verified_layer(root.as_fd(), layer, dl.reader()) {
+        // Two inflaters: the next layer inflates (into its bounded queue) while this one does.
+        for _ in 0..INFLATERS.min(layers.len()) {
+            let (layers, downloads, outcomes, abort, senders, pool, next_inflate) = (
+                &layers,
+                &downloads,
+                &outcomes,
+                &abort,
+                &senders,
+                &pool,
+                &next_inflate,
+            );
+            s.spawn(move || loop {
+                let i = next_inflate.fetch_add(1, Ordering::Relaxed);
+                let Some(layer) = layers.get(i) else { break };
+                let Some(tx) = senders[i].lock().expect("sender").take() else {
+                    break;
+                };
+                let outcome = if abort.load(Ordering::Relaxed) {
+                    Err(LayerError::Stream {
+                        layer: layer.digest.clone(),
+                        what: "inflating",
+                        source: std::io::Error::other("aborted"),
+                    })
+                } else {
+                    inflate_into(layer, &downloads[i], &tx, pool, abort)
+                };
+                if outcome.is_err() {
+                    abort.store(true, Ordering::Relaxed);
+                }
+                *outcomes[i].lock().expect("outcome") = Some(outcome);
+                drop(tx);
+            });
+        }
+        for (i, (layer, rx)) in layers.iter().zip(receivers).enumerate() {
+            let mut tar = crate::digest::HashReader::new(ChannelReader::new(rx, &pool));
+            let applied = unpack::apply_tar(root.as_fd(), &layer.digest, &mut tar).and_then(|_| {
+                // The diff_id is hashed here, on the applier's thread, to balance the inflater's.
+                let (actual, _) = tar.finish().map_err(|source| LayerError::Stream {
+                    layer: layer.digest.clone(),
+                    what: "reading the layer stream",
+                    source,
+                })?;
+                if actual != layer.diff_id {
+                    return Err(LayerError::DiffId {
+                        layer: layer.digest.clone(),
+                        expected: layer.diff_id.clone(),
+                        actual,
+                    });
+                }
+                Ok(())
+            });
+            // The stream ended: the inflater has recorded its outcome before hanging up.
+            let inflated = outcomes[i].lock().expect("outcome").take();
+            let failure = match (applied, inflated) {
+                (_, Some(Err(e))) => Some(e),
+                (Err(e), _) => Some(e),
+                (Ok(_), Some(Ok(()))) => None,
+                (Ok(_), None) => Some(LayerError::Stream {
+                    layer: layer.digest.clone(),
+                    what: "inflating",
+                    source: std::io::Error::other("the layer stream ended early"),
+                }),
+            };
+            if let Some(e) = failure {
                 abort.store(true, Ordering::Relaxed);
-                // A failed download explains a stream error better than the stream does.
-                return Err(match dl.error() {
-                    Some(why) if why != "aborted" => {
-                        manifest_err(format!("layer {}: {why}", layer.digest))
-                    }
-                    _ => ErrorKind::Layer(e),
-                });
+                return Err(explain(e, &layers, &downloads, &outcomes));
             }
         }
         Ok(())
@@ -552,6 +628,123 @@ fn fetch_and_unpack(
         downloaded,
         up_to_date: false,
     })
+}
+
+/// The most telling error once a pipeline stage failed: a download's own failure beats the
+/// stream error it caused, and any real failure beats the "aborted" of the stages it stopped.
+fn explain(
+    e: LayerError,
+    layers: &[Layer],
+    downloads: &[Download],
+    outcomes: &[std::sync::Mutex<Option<Result<(), LayerError>>>],
+) -> ErrorKind {
+    let aborted = |why: &str| why == "aborted";
+    let is_abort = |e: &LayerError| matches!(e, LayerError::Stream { source, .. } if source.to_string() == "aborted" || source.to_string().ends_with("failed: aborted"));
+    for (layer, dl) in layers.iter().zip(downloads) {
+        if let Some(why) = dl.error().filter(|w| !aborted(w)) {
+            return manifest_err(format!("layer {}: {why}", layer.digest));
+        }
+    }
+    if !is_abort(&e) {
+        return ErrorKind::Layer(e);
+    }
+    for o in outcomes {
+        if let Some(Err(other)) = o.lock().expect("outcome").take() {
+            if !is_abort(&other) {
+                return ErrorKind::Layer(other);
+            }
+        }
+    }
+    ErrorKind::Layer(e)
+}
+
+/// Chunks of inflated data queued per layer between its inflater and the applier (128 KiB
+/// each): how far the next layer's inflater may run ahead (8 MiB).
+const INFLATE_QUEUE: usize = 64;
+/// Layers inflated at once.
+const INFLATERS: usize = 2;
+
+/// Inflates one downloaded layer into `tx` in chunks (reusing the chunks the applier returns).
+fn inflate_into(
+    layer: &Layer,
+    dl: &Download,
+    tx: &std::sync::mpsc::SyncSender<Vec<u8>>,
+    pool: &std::sync::Mutex<Vec<Vec<u8>>>,
+    abort: &AtomicBool,
+) -> Result<(), LayerError> {
+    const CHUNK: usize = 128 * 1024;
+    let stream = |what| {
+        let layer = layer.digest.clone();
+        move |source| LayerError::Stream {
+            layer,
+            what,
+            source,
+        }
+    };
+    let mut r =
+        unpack::inflater(layer.compression, dl.reader()).map_err(stream("starting to inflate"))?;
+    loop {
+        if abort.load(Ordering::Relaxed) {
+            return Err(stream("inflating")(std::io::Error::other("aborted")));
+        }
+        let mut chunk = pool.lock().expect("pool").pop().unwrap_or_default();
+        chunk.resize(CHUNK, 0);
+        let n = match r.read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(stream("inflating")(e)),
+        };
+        chunk.truncate(n);
+        if tx.send(chunk).is_err() {
+            return Err(stream("inflating")(std::io::Error::other(
+                "the applier stopped",
+            )));
+        }
+    }
+}
+
+/// Reads the chunks an inflater sends; ends when it hangs up.
+struct ChannelReader<'a> {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    pool: &'a std::sync::Mutex<Vec<Vec<u8>>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl<'a> ChannelReader<'a> {
+    fn new(
+        rx: std::sync::mpsc::Receiver<Vec<u8>>,
+        pool: &'a std::sync::Mutex<Vec<Vec<u8>>>,
+    ) -> Self {
+        Self {
+            rx,
+            pool,
+            chunk: Vec::new(),
+            pos: 0,
+        }
+    }
+}
+
+impl Read for ChannelReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(c) => {
+                    let spent = std::mem::replace(&mut self.chunk, c);
+                    if spent.capacity() > 0 {
+                        self.pool.lock().expect("pool").push(spent);
+                    }
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 fn with_index(mut d: Descriptor, index: Option<&(Digest, Vec<u8>, String)>) -> Descriptor {

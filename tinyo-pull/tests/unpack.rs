@@ -329,3 +329,35 @@ fn symlinks_planted_by_a_lower_layer_resolve_inside_the_rootfs() {
         .file_type()
         .is_symlink());
 }
+
+/// Applies one hand-made gzip blob over a tar of a single file; returns the result.
+fn apply_gzip_blob(blob: &[u8], tar: &[u8]) -> Result<unpack::Stats, LayerError> {
+    let work = tempfile::tempdir().unwrap();
+    let root = sys::open_root(work.path()).unwrap();
+    let layer = Layer {
+        digest: Digest::of(blob),
+        size: blob.len() as u64,
+        compression: Compression::Gzip,
+        diff_id: Digest::of(tar),
+    };
+    unpack::apply_layer(root.as_fd(), &layer, blob)
+}
+
+#[test]
+fn gzip_members_are_joined_and_trailing_garbage_is_refused() {
+    use tinyo_tests::image::{compress, tar_bytes, Compression as C, Entry};
+    let tar = tar_bytes(&[Entry::file("a", &[b'a'; 10_000]), Entry::file("b", b"b\n")]);
+    let one = compress(&tar, C::Gzip);
+    apply_gzip_blob(&one, &tar).expect("a single member");
+    // pigz and some builders write several members; they form one stream.
+    let (x, y) = tar.split_at(tar.len() / 3);
+    let mut multi = compress(x, C::Gzip);
+    multi.extend(compress(y, C::Gzip));
+    apply_gzip_blob(&multi, &tar).expect("two members");
+    // Bytes after the last member are not a gzip stream: refused, even though the blob's own
+    // digest and size match (the attacker controls both).
+    let mut garbage = one.clone();
+    garbage.extend_from_slice(b"this is not gzip");
+    let err = apply_gzip_blob(&garbage, &tar).unwrap_err();
+    assert!(matches!(err, LayerError::Stream { .. }), "{err:?}");
+}

@@ -4,8 +4,10 @@
 //!   tests, and the static release build). This is what CI runs.
 //! - `dist`: the static musl release in `dist/`.
 //! - `bench`: benchmarks that compare tinyo with its peers in one interleaved run.
+//! - `demo`: tinyo's main job without internet: pull from a loopback registry, then run.
 
 mod bench;
+mod demo;
 mod dist;
 mod elf;
 mod test;
@@ -31,6 +33,8 @@ enum Task {
     Dist(dist::Args),
     /// Run benchmarks against the peers and print min / median / p95 and ratios.
     Bench(bench::Args),
+    /// Pull a busybox image from a loopback registry and run it (no internet needed).
+    Demo(demo::Args),
 }
 
 fn main() {
@@ -39,6 +43,7 @@ fn main() {
         Task::Test(a) => test::run(a),
         Task::Dist(a) => dist::run(a).map(|_| ()),
         Task::Bench(a) => bench::run(a),
+        Task::Demo(a) => demo::run(a),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");

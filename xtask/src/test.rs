@@ -57,7 +57,7 @@ pub fn run(args: Args) -> Result<()> {
         step(
             "end-to-end CLI tests against the release binaries",
             cargo()
-                .args(["test", "-p", "tinyo-tests", "--test", "cli"])
+                .args(["test", "--workspace", "--test", "cli"])
                 .env("TINYO_BIN_DIR", out.join("bin")),
         )?;
     }

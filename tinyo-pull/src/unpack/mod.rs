@@ -150,6 +150,43 @@ fn check_diff_id(layer: &Layer, actual: Digest) -> Result<(), LayerError> {
     Ok(())
 }
 
+/// Compressed bytes read at a time.
+const INPUT_BUFFER: usize = 256 * 1024;
+
+/// A reader that inflates a layer blob (gzip: every member, refusing trailing garbage).
+pub fn inflater<'a>(
+    compression: Compression,
+    blob: impl Read + 'a,
+) -> io::Result<Box<dyn Read + 'a>> {
+    Ok(match compression {
+        Compression::None => Box::new(blob),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(
+            io::BufReader::with_capacity(INPUT_BUFFER, blob),
+        )),
+        Compression::Zstd => Box::new(zstd::Decoder::with_buffer(io::BufReader::with_capacity(
+            INPUT_BUFFER,
+            blob,
+        ))?),
+    })
+}
+
+/// Applies an inflated tar stream to the rootfs and reads it to its end. The caller checks
+/// the stream's digest (the diff_id): this is the applier alone, for pipelines that inflate
+/// and hash on another thread.
+pub fn apply_tar(
+    root: BorrowedFd<'_>,
+    layer: &Digest,
+    mut tar: impl Read,
+) -> Result<Stats, LayerError> {
+    let stats = Applier::new(root, layer).apply_tar(&mut tar)?;
+    io::copy(&mut tar, &mut io::sink()).map_err(|source| LayerError::Stream {
+        layer: layer.clone(),
+        what: "reading the rest of the layer stream",
+        source,
+    })?;
+    Ok(stats)
+}
+
 /// Inflates and applies; returns the stats and the digest of the whole tar stream.
 fn apply_stream(
     root: BorrowedFd<'_>,
@@ -164,13 +201,7 @@ fn apply_stream(
             source,
         }
     };
-    let inflated: Box<dyn Read + '_> = match layer.compression {
-        Compression::None => Box::new(blob),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(blob)),
-        Compression::Zstd => {
-            Box::new(zstd::Decoder::new(blob).map_err(stream_err("starting zstd"))?)
-        }
-    };
+    let inflated = inflater(layer.compression, blob).map_err(stream_err("starting to inflate"))?;
     let mut tar = HashReader::new(inflated);
     let mut stats = Applier::new(root, &layer.digest).apply_tar(&mut tar)?;
     // The diff_id covers the whole stream, including anything after the end-of-archive; reading
@@ -212,6 +243,7 @@ struct Applier<'a> {
     /// Directory mtimes, set once the layer is done (adding children changes them).
     dir_times: Vec<(Vec<u8>, i64)>,
     stats: Stats,
+    buf: Vec<u8>,
 }
 
 impl<'a> Applier<'a> {
@@ -224,6 +256,7 @@ impl<'a> Applier<'a> {
             ancestors: HashSet::new(),
             dir_times: Vec::new(),
             stats: Stats::default(),
+            buf: Vec::new(),
         }
     }
 
@@ -354,7 +387,8 @@ impl<'a> Applier<'a> {
                 self.replace(dir, &cname, &raw)?;
                 let mut file =
                     sys::create_file(dir, &cname).map_err(self.io_err(&raw, "creating file"))?;
-                io::copy(entry, &mut file).map_err(self.io_err(&raw, "writing file content"))?;
+                self.copy(entry, &mut file)
+                    .map_err(self.io_err(&raw, "writing file content"))?;
                 self.set_attrs(file.as_fd(), uid, gid, mode, &xattrs, &raw)?;
                 sys::set_mtime_fd(file.as_fd(), mtime)
                     .map_err(self.io_err(&raw, "setting mtime"))?;
@@ -402,6 +436,23 @@ impl<'a> Applier<'a> {
         }
         self.mark_created(&comps);
         Ok(())
+    }
+
+    /// Copies file content with a large buffer (few write syscalls for big files).
+    fn copy(&mut self, from: &mut impl Read, to: &mut std::fs::File) -> io::Result<()> {
+        use std::io::Write;
+        if self.buf.is_empty() {
+            self.buf = vec![0; 256 * 1024];
+        }
+        loop {
+            let n = match from.read(&mut self.buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            to.write_all(&self.buf[..n])?;
+        }
     }
 
     fn mark_created(&mut self, comps: &[&[u8]]) {

@@ -12,12 +12,11 @@ use anyhow::{bail, Context, Result};
 
 use super::{interleaved, peer, time_command, Contender, Opts, Report};
 
-const MUSL: &str = "x86_64-unknown-linux-musl";
 const REFERENCE: &str = "tini-static";
 
 pub fn run(opts: &Opts) -> Result<Vec<Report>> {
     tinyo_tests::host::require_root();
-    let ours = build_dist()?;
+    let ours = super::dist_binary("tinyo-init")?;
     let mut inits: Vec<(String, PathBuf)> = vec![("tinyo-init".into(), ours)];
     let mut notes = Vec::new();
     for name in ["tini-static", "tini", "catatonit", "dumb-init"] {
@@ -98,30 +97,6 @@ pub fn run(opts: &Opts) -> Result<Vec<Report>> {
 }
 
 /// Builds (or finds up to date) the static tinyo-init and returns its path.
-fn build_dist() -> Result<PathBuf> {
-    crate::step(
-        "static tinyo-init",
-        crate::cargo().args([
-            "build",
-            "--profile",
-            "dist",
-            "--target",
-            MUSL,
-            "-p",
-            "tinyo-init",
-        ]),
-    )?;
-    let path = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::root().join("target"))
-        .join(MUSL)
-        .join("dist/tinyo-init");
-    if !path.is_file() {
-        bail!("{} was not built", path.display());
-    }
-    Ok(path)
-}
-
 fn is_static(path: &Path) -> Result<bool> {
     let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(crate::elf::linking(&bytes)

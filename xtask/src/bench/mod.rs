@@ -11,9 +11,10 @@
 //! [`Report`] by hand for one-off figures such as file sizes) and list it in [`BENCHES`].
 
 mod init;
+mod pull;
 mod start;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -24,6 +25,11 @@ use serde_json::json;
 pub type BenchFn = fn(&Opts) -> Result<Vec<Report>>;
 
 pub const BENCHES: &[(&str, &str, BenchFn)] = &[
+    (
+        "pull",
+        "pull + unpack a 4-layer image (~120 MB of this machine's /usr) from a loopback registry",
+        pull::run,
+    ),
     (
         "start",
         "run /bin/true in a busybox bundle: wall time and CPU per container start",
@@ -294,6 +300,98 @@ pub fn children_cpu_ms() -> f64 {
     unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
     let ms = |tv: libc::timeval| tv.tv_sec as f64 * 1e3 + tv.tv_usec as f64 / 1e3;
     ms(ru.ru_utime) + ms(ru.ru_stime)
+}
+
+/// Builds `package`'s binary as `cargo xtask dist` does (static musl, `dist` profile) and
+/// returns its path: benchmarks measure what ships.
+pub fn dist_binary(package: &str) -> Result<PathBuf> {
+    const MUSL: &str = "x86_64-unknown-linux-musl";
+    crate::step(
+        &format!("static {package}"),
+        crate::cargo().args([
+            "build",
+            "--profile",
+            "dist",
+            "--target",
+            MUSL,
+            "-p",
+            package,
+        ]),
+    )?;
+    let path = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::root().join("target"))
+        .join(MUSL)
+        .join("dist")
+        .join(package);
+    if !path.is_file() {
+        bail!("{} was not built", path.display());
+    }
+    Ok(path)
+}
+
+/// One run of a command: wall time (ms), CPU of it and its waited-for descendants (ms), and
+/// the peak resident set of the largest of them (MiB).
+///
+/// The peak comes from GNU time run in between (`apt-get install time`): a child forked from
+/// this large process would inherit its resident set as its own high-water mark, while one
+/// forked from `time` starts from about 1 MiB. Without GNU time the peak is reported as NaN.
+pub fn run_measured(cmd: &mut Command) -> Result<[f64; 3]> {
+    use std::os::unix::process::ExitStatusExt;
+    let gnu_time = Path::new("/usr/bin/time");
+    let rss_file = tempfile::NamedTempFile::new()?;
+    let mut wrapped = if gnu_time.is_file() {
+        let mut w = Command::new(gnu_time);
+        w.args(["-f", "%M", "-o"])
+            .arg(rss_file.path())
+            .arg(cmd.get_program())
+            .args(cmd.get_args());
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => w.env(k, v),
+                None => w.env_remove(k),
+            };
+        }
+        if let Some(d) = cmd.get_current_dir() {
+            w.current_dir(d);
+        }
+        w
+    } else {
+        std::mem::replace(cmd, Command::new("true"))
+    };
+    wrapped
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let t = Instant::now();
+    let mut child = wrapped
+        .spawn()
+        .with_context(|| format!("starting {wrapped:?}"))?;
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    let pid = i32::try_from(child.id())?;
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills in.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our unreaped child; `status` and `ru` are valid for writes.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    let wall = t.elapsed().as_secs_f64() * 1e3;
+    if r != pid {
+        bail!("wait4 {pid}: {}", std::io::Error::last_os_error());
+    }
+    let st = std::process::ExitStatus::from_raw(status);
+    if !st.success() {
+        bail!("{wrapped:?} failed with {st}: {}", err.trim());
+    }
+    let ms = |tv: libc::timeval| tv.tv_sec as f64 * 1e3 + tv.tv_usec as f64 / 1e3;
+    let peak_kib: f64 = std::fs::read_to_string(rss_file.path())
+        .ok()
+        .and_then(|s| s.lines().last().and_then(|l| l.trim().parse().ok()))
+        .unwrap_or(f64::NAN);
+    Ok([wall, ms(ru.ru_utime) + ms(ru.ru_stime), peak_kib / 1024.0])
 }
 
 /// The path of `tool` if installed.
