@@ -193,6 +193,9 @@ fn multi_layers(base: &[Entry], style: Style, second: Compression) -> Vec<BuiltL
             0,
         ),
         Entry::file_xattr("data/xattr", b"xattr\n", "user.tinyo", b"hello"),
+        // A name longer than the 100 bytes a ustar header holds: carried in a PAX record.
+        Entry::dir("data/long/"),
+        Entry::file(&long_name(), b"long\n"),
     ];
     let l3 = vec![
         Entry::file("data/dir-to-file", b"now a file\n"),
@@ -207,8 +210,22 @@ fn multi_layers(base: &[Entry], style: Style, second: Compression) -> Vec<BuiltL
     ]
 }
 
+/// A path of more than 100 bytes.
+pub fn long_name() -> String {
+    format!("data/long/{}", "n".repeat(150))
+}
+
 fn multi_expect() -> Vec<Expect> {
     vec![
+        Expect::file(&long_name(), b"long\n", 0o644),
+        Expect::Mtime {
+            path: "data/keep".into(),
+            secs: image::MTIME as i64,
+        },
+        Expect::Mtime {
+            path: "usr/local/bin/suid".into(),
+            secs: image::MTIME as i64,
+        },
         Expect::file("data/keep", b"keep\n", 0o644),
         Expect::absent("data/removed"),
         Expect::absent("data/.wh.removed"),

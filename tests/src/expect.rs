@@ -30,6 +30,8 @@ pub enum Expect {
         key: String,
         value: Vec<u8>,
     },
+    /// Modification time in seconds since the epoch (not following a symlink).
+    Mtime { path: String, secs: i64 },
 }
 
 impl Expect {
@@ -130,6 +132,12 @@ impl Expect {
                 let mb = fs::symlink_metadata(at(b)).map_err(|e| format!("{b}: {e}"))?;
                 if (ma.dev(), ma.ino()) != (mb.dev(), mb.ino()) {
                     return Err(format!("{a} and {b} are not hard links of one file"));
+                }
+            }
+            Expect::Mtime { path, secs } => {
+                let meta = fs::symlink_metadata(at(path)).map_err(|e| format!("{path}: {e}"))?;
+                if meta.mtime() != *secs {
+                    return Err(format!("{path}: mtime {}, expected {secs}", meta.mtime()));
                 }
             }
             Expect::Xattr { path, key, value } => {

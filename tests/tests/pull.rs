@@ -544,6 +544,66 @@ fn concurrent_pulls_into_one_store() {
 }
 
 #[test]
+fn the_same_image_pulled_twice_at_once_is_downloaded_once() {
+    require_root();
+    let reg = Registry::plain();
+    let env = Env::new();
+    push_catalogue(&reg, &env.path().join("layout"));
+    let image = format!("{}/fixtures/multi:multi", reg.host());
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            env.pull_cmd(&["--format", "json", &image])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut downloads = Vec::new();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        downloads.push(v["downloaded_bytes"].as_u64().unwrap());
+    }
+    downloads.sort();
+    assert_eq!(
+        downloads[..2],
+        [0, 0],
+        "only one pull downloads: {downloads:?}"
+    );
+    assert!(downloads[2] > 0);
+}
+
+#[test]
+fn short_names_use_the_unqualified_search_registries() {
+    require_root();
+    let empty = Registry::plain();
+    let reg = Registry::plain();
+    let env = Env::new();
+    push_catalogue(&reg, &env.path().join("layout"));
+    // The first search registry lacks the image; the second has it.
+    let conf = format!(
+        "unqualified-search-registries = [\"{}\", \"{}\"]\n",
+        empty.host(),
+        reg.host()
+    );
+    fs::write(env.path().join("registries.conf"), conf).unwrap();
+    let r = env.pull(&["fixtures/single:single"]);
+    assert_eq!(
+        r["image"],
+        format!("{}/fixtures/single:single", reg.host()).as_str()
+    );
+    let o = env.run(&["fixtures/nothing"]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains(&empty.host()) && e.contains(&reg.host()),
+        "both registries named: {e}"
+    );
+}
+
+#[test]
 fn resumes_downloads_cut_part_way() {
     require_root();
     let reg = Registry::plain();
@@ -652,5 +712,67 @@ fn bearer_token_auth() {
     assert!(
         reg.token_server().unwrap().issued() > before,
         "a token was obtained"
+    );
+}
+
+#[test]
+fn non_distributable_layers_come_from_their_urls() {
+    use tinyo_tests::image::{self, media, Compression, Entry, Layout, Platform, Style};
+    require_root();
+    let reg = Registry::plain();
+    let env = Env::new();
+    let dir = env.path().join("layout");
+    let layout = Layout::create(&dir);
+    let amd64 = Platform::linux_amd64();
+    let base = image::layer(
+        &[Entry::dir("etc/"), Entry::file("etc/base", b"base\n")],
+        Compression::Gzip,
+        Style::Oci,
+    );
+    let foreign = image::layer(
+        &[Entry::file("foreign", b"from elsewhere\n")],
+        Compression::Gzip,
+        Style::Oci,
+    );
+    let img = image::image(
+        &layout,
+        Style::Oci,
+        &amd64,
+        vec![base, foreign.clone()],
+        |_| {},
+    );
+    // The foreign layer lives only in another repository, reachable by URL.
+    let holder = image::image(&layout, Style::Oci, &amd64, vec![foreign.clone()], |_| {});
+    reg.push(&dir, &holder.manifest, "elsewhere/holder", "v1");
+    let mut m: Value =
+        serde_json::from_slice(&image::read_blob(&dir, &img.manifest.digest)).unwrap();
+    m["layers"][1]["mediaType"] =
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip".into();
+    m["layers"][1]["urls"] = serde_json::json!([reg.url(&format!(
+        "/v2/elsewhere/holder/blobs/{}",
+        foreign.desc.digest
+    ))]);
+    let desc = layout.put(media::OCI_MANIFEST, &serde_json::to_vec(&m).unwrap());
+    reg.plant(&dir, &desc, "foreign/app", "v1");
+    // plant() links every layer into the repository: unlink the foreign one again.
+    let link = reg
+        .dir()
+        .join("storage/docker/registry/v2/repositories/foreign/app/_layers/sha256")
+        .join(foreign.desc.hex());
+    fs::remove_dir_all(link).unwrap();
+    assert_eq!(
+        reg.get(&format!("/v2/foreign/app/blobs/{}", foreign.desc.digest))
+            .status,
+        404
+    );
+    let r = env.pull(&[&format!("{}/foreign/app:v1", reg.host())]);
+    let rootfs = Path::new(r["rootfs"].as_str().unwrap());
+    assert_eq!(
+        fs::read_to_string(rootfs.join("foreign")).unwrap(),
+        "from elsewhere\n"
+    );
+    assert_eq!(
+        fs::read_to_string(rootfs.join("etc/base")).unwrap(),
+        "base\n"
     );
 }

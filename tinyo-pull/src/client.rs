@@ -210,7 +210,27 @@ impl Client {
 
     /// Opens a blob for streaming, from byte `offset` on (a `Range` request when non-zero).
     pub fn blob(&self, repo: &str, digest: &str, offset: u64) -> Result<Body, ClientError> {
-        let url = format!("{}/v2/{repo}/blobs/{digest}", self.base);
+        self.blob_at(
+            &format!("{}/v2/{repo}/blobs/{digest}", self.base),
+            repo,
+            offset,
+        )
+    }
+
+    /// Opens a blob from one of a non-distributable layer's `urls` (http or https only; the
+    /// registry's credentials are never sent there).
+    pub fn foreign_blob(&self, url: &str, offset: u64) -> Result<Body, ClientError> {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(ClientError::Protocol {
+                url: url.into(),
+                what: "only http and https layer URLs are fetched".into(),
+            });
+        }
+        self.blob_at(url, "", offset)
+    }
+
+    fn blob_at(&self, url: &str, repo: &str, offset: u64) -> Result<Body, ClientError> {
+        let url = url.to_string();
         let range = format!("bytes={offset}-");
         let headers: Vec<(&str, &str)> = if offset > 0 {
             vec![("Range", &range)]
@@ -240,7 +260,7 @@ impl Client {
             let mut target = url.to_string();
             let mut hops = 0;
             let resp = loop {
-                let same_host = host_of(&target) == host_of(url);
+                let same_host = host_of(&target) == host_of(&self.base);
                 let mut req = self.agent.get(&target);
                 for (k, v) in headers {
                     req = req.header(*k, *v);

@@ -52,6 +52,8 @@ pub struct Download {
     pub index: usize,
     pub digest: Digest,
     pub size: u64,
+    /// Where a non-distributable layer may also be fetched from, when the registry lacks it.
+    pub urls: Vec<String>,
     state: Mutex<State>,
     cond: Condvar,
 }
@@ -60,13 +62,36 @@ pub struct Download {
 const RESUMES: u32 = 5;
 
 impl Download {
-    pub fn new(index: usize, digest: Digest, size: u64) -> Self {
+    pub fn new(index: usize, digest: Digest, size: u64, urls: Vec<String>) -> Self {
         Self {
             index,
             digest,
             size,
+            urls,
             state: Mutex::new(State::default()),
             cond: Condvar::new(),
+        }
+    }
+
+    /// The blob from the registry, or else from the layer's `urls`, in order.
+    fn open(
+        &self,
+        client: &Client,
+        repo: &str,
+        offset: u64,
+    ) -> Result<crate::client::Body, String> {
+        match client.blob(repo, self.digest.as_str(), offset) {
+            Err(e) if e.is_not_found() && !self.urls.is_empty() => {
+                let mut failures = vec![crate::error_chain(&e)];
+                for url in &self.urls {
+                    match client.foreign_blob(url, offset) {
+                        Ok(b) => return Ok(b),
+                        Err(e) => failures.push(crate::error_chain(&e)),
+                    }
+                }
+                Err(failures.join("; "))
+            }
+            other => other.map_err(|e| crate::error_chain(&e)),
         }
     }
 
@@ -115,7 +140,7 @@ impl Download {
         progress: &dyn Progress,
         abort: &AtomicBool,
     ) -> Result<tempfile::NamedTempFile, String> {
-        let mut temp = store.temp_file().map_err(|e| e.to_string())?;
+        let mut temp = store.temp_file().map_err(|e| crate::error_chain(&e))?;
         let reader = temp
             .reopen()
             .map_err(|e| format!("reopening download: {e}"))?;
@@ -125,9 +150,7 @@ impl Download {
         let mut resumes = 0;
         let mut buf = vec![0u8; 256 * 1024];
         'connect: loop {
-            let mut body = client
-                .blob(repo, self.digest.as_str(), written)
-                .map_err(|e| e.to_string())?;
+            let mut body = self.open(client, repo, written)?;
             if written > 0 && !body.partial {
                 // The server ignored the range: skip what we already have.
                 io::copy(&mut (&mut body).take(written), &mut io::sink())

@@ -23,3 +23,15 @@ pub mod store;
 pub mod unpack;
 
 pub use reference::{Reference, ReferenceError};
+
+/// An error and its sources joined with `: `, as the binaries print them.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

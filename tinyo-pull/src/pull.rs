@@ -218,7 +218,9 @@ pub fn pull(store: &Store, input: &str, opts: &Options) -> Result<Pulled, PullEr
     for r in &candidates {
         match pull_reference(store, r, opts) {
             Ok(p) => return Ok(p),
-            Err(k) if k.try_next() && candidates.len() > 1 => failures.push(format!("{r}: {k}")),
+            Err(k) if k.try_next() && candidates.len() > 1 => {
+                failures.push(format!("{r}: {}", crate::error_chain(&k)))
+            }
             Err(k) => {
                 return Err(PullError {
                     image: r.to_string(),
@@ -268,13 +270,14 @@ fn pull_reference(
             });
         match result {
             Err(e) if i < last && (src.mirror || e.try_next()) => {
-                failures.push(format!("{}: {e}", src.host))
+                failures.push(format!("{}: {}", src.host, crate::error_chain(&e)))
             }
             Err(e) if !failures.is_empty() => {
                 return Err(ErrorKind::NotFound(format!(
-                    "{}; {}: {e}",
+                    "{}; {}: {}",
                     failures.join("; "),
-                    src.host
+                    src.host,
+                    crate::error_chain(&e)
                 )))
             }
             other => return other,
@@ -398,7 +401,8 @@ fn fetch_and_unpack(
         platform: None,
     };
 
-    // Already stored?
+    // Already stored? (Waiting first for a concurrent pull of the same image to finish.)
+    let _image_lock = store.lock_image(&digest)?;
     if let Some(rootfs) = store.rootfs(&digest) {
         let _lock = store.lock()?;
         let up_to_date = store
@@ -433,10 +437,18 @@ fn fetch_and_unpack(
         let blob = client.blob(repo, config_digest.as_str(), 0)?;
         let mut r = VerifyReader::new(blob, config_digest.clone(), config_size);
         let mut data = Vec::new();
-        r.read_to_end(&mut data)
-            .map_err(|e| manifest_err(format!("config {config_digest}: {e}")))?;
-        r.finish()
-            .map_err(|e| manifest_err(format!("config {config_digest}: {e}")))?;
+        r.read_to_end(&mut data).map_err(|e| {
+            manifest_err(format!(
+                "config {config_digest}: {}",
+                crate::error_chain(&e)
+            ))
+        })?;
+        r.finish().map_err(|e| {
+            manifest_err(format!(
+                "config {config_digest}: {}",
+                crate::error_chain(&e)
+            ))
+        })?;
         data
     };
     let cv: Value = serde_json::from_slice(&config)
@@ -460,7 +472,17 @@ fn fetch_and_unpack(
         )));
     }
     let mut layers = Vec::new();
+    // Non-distributable ("foreign") layers may name where else to fetch them.
+    let mut layer_urls: Vec<Vec<String>> = Vec::new();
     for (i, (l, diff_id)) in layer_values.iter().zip(diff_ids).enumerate() {
+        layer_urls.push(
+            l["urls"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|u| u.as_str().map(str::to_string))
+                .collect(),
+        );
         let (digest, size, mt) = descriptor(l, &format!("layer {i}"))?;
         let compression = Compression::from_media_type(&mt).ok_or_else(|| {
             manifest_err(format!("layer {digest}: unsupported media type {mt:?}"))
@@ -494,8 +516,9 @@ fn fetch_and_unpack(
     })?;
     let downloads: Vec<Download> = layers
         .iter()
+        .zip(&layer_urls)
         .enumerate()
-        .map(|(i, l)| Download::new(i, l.digest.clone(), l.size))
+        .map(|(i, (l, urls))| Download::new(i, l.digest.clone(), l.size, urls.clone()))
         .collect();
     let abort = AtomicBool::new(false);
     let next = AtomicUsize::new(0);

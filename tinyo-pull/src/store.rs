@@ -6,7 +6,8 @@
 //! ROOT/blobs/sha256/<hex>              verified blobs, shared by all images
 //! ROOT/images/<manifest hex>/rootfs    unpacked rootfs (a lower dir for overlayfs)
 //! ROOT/tmp/                            downloads and staging; never read as content
-//! ROOT/lock                            flock: index.json updates, unpack, garbage collection
+//! ROOT/lock                            flock: index.json updates, publishing, garbage collection
+//! ROOT/locks/<manifest hex>            flock: one pull of an image at a time (no duplicate work)
 //! ```
 //!
 //! Nothing becomes visible unverified: blobs are written to `tmp/` and renamed into `blobs/`
@@ -94,7 +95,7 @@ impl Store {
     /// Opens the store at `root`, creating an empty layout if there is none.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
-        for d in ["blobs/sha256", "images", "tmp"] {
+        for d in ["blobs/sha256", "images", "tmp", "locks"] {
             let p = root.join(d);
             fs::create_dir_all(&p).map_err(io_err(&p, "creating directory"))?;
         }
@@ -118,7 +119,16 @@ impl Store {
 
     /// Takes the store lock (blocking until it is free).
     pub fn lock(&self) -> Result<Lock, StoreError> {
-        let path = self.root.join("lock");
+        self.lock_file(self.root.join("lock"))
+    }
+
+    /// Takes the lock of one image, held while it is downloaded and unpacked, so a concurrent
+    /// pull of the same image waits and then finds it done instead of doing the work again.
+    pub fn lock_image(&self, manifest: &Digest) -> Result<Lock, StoreError> {
+        self.lock_file(self.root.join("locks").join(manifest.hex()))
+    }
+
+    fn lock_file(&self, path: PathBuf) -> Result<Lock, StoreError> {
         let file = File::options()
             .create(true)
             .append(true)

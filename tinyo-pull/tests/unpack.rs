@@ -361,3 +361,48 @@ fn gzip_members_are_joined_and_trailing_garbage_is_refused() {
     let err = apply_gzip_blob(&garbage, &tar).unwrap_err();
     assert!(matches!(err, LayerError::Stream { .. }), "{err:?}");
 }
+
+#[test]
+fn file_capabilities_survive_ownership_and_mode() {
+    use tinyo_tests::expect::{assert_rootfs, Expect};
+    use tinyo_tests::image::{Compression as C, Entry, Layout, Platform, Style};
+    tinyo_tests::host::require_root();
+    // vfs_cap_data revision 2, effective, permitted = CAP_NET_BIND_SERVICE (bit 10).
+    let cap: Vec<u8> = [0x0200_0001u32, 1 << 10, 0, 0, 0]
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .collect();
+    let work = tempfile::tempdir().unwrap();
+    let layout = Layout::create(&work.path().join("layout"));
+    let mut file = Entry::file_mode("bin/ping", b"\x7fELF", 0o755, 1000, 1000);
+    if let Entry::File { xattrs, .. } = &mut file {
+        xattrs.push(("security.capability".into(), cap.clone()));
+    }
+    let l = image::layer(&[Entry::dir("bin/"), file], C::Gzip, Style::Oci);
+    let img = image::image(
+        &layout,
+        Style::Oci,
+        &Platform::linux_amd64(),
+        vec![l],
+        |_| {},
+    );
+    let rootfs = work.path().join("rootfs");
+    unpack_image(layout.dir(), &img.manifest, &rootfs).unwrap();
+    // chown clears capabilities, so they must be set after it — and the mode after both.
+    assert_rootfs(
+        &rootfs,
+        &[
+            Expect::Xattr {
+                path: "bin/ping".into(),
+                key: "security.capability".into(),
+                value: cap,
+            },
+            Expect::Owner {
+                path: "bin/ping".into(),
+                uid: 1000,
+                gid: 1000,
+            },
+            Expect::file("bin/ping", b"\x7fELF", 0o755),
+        ],
+    );
+}
