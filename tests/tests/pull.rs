@@ -389,6 +389,11 @@ fn hostile_images_fail_cleanly_and_touch_nothing() {
     assert_eq!(refs.as_array().unwrap().len(), 1, "{refs}");
     assert_eq!(env.entries("images").len(), 1);
     assert!(env.entries("tmp").is_empty(), "{:?}", env.entries("tmp"));
+    assert!(
+        env.entries("locks").is_empty(),
+        "{:?}",
+        env.entries("locks")
+    );
     // Its blobs only: manifest, config and one layer.
     assert_eq!(
         env.entries("blobs/sha256").len(),
@@ -774,5 +779,47 @@ fn non_distributable_layers_come_from_their_urls() {
     assert_eq!(
         fs::read_to_string(rootfs.join("etc/base")).unwrap(),
         "base\n"
+    );
+}
+
+#[test]
+fn progress_bars_on_a_terminal_only() {
+    require_root();
+    let script = require_tool("script", "util-linux");
+    let reg = Registry::plain();
+    let env = Env::new();
+    push_catalogue(&reg, &env.path().join("layout"));
+    let image = format!("{}/fixtures/multi:multi", reg.host());
+    // script(1) gives tinyo-pull a pseudo-terminal as stdout and stderr.
+    let cmd = format!(
+        "{} --root {} {image}",
+        bin("tinyo-pull").display(),
+        env.store().display()
+    );
+    let o = Command::new(script)
+        .args(["-qec", &cmd, "/dev/null"])
+        .env(
+            "CONTAINERS_REGISTRIES_CONF",
+            env.path().join("registries.conf"),
+        )
+        .env("HOME", env.path().join("home"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let tty = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{tty}");
+    assert!(tty.contains("pulled (3 layers"), "summary line: {tty}");
+    assert!(
+        tty.contains('█') || tty.contains("KiB"),
+        "progress bars drawn: {tty}"
+    );
+    // Piped: no bars, just the summary on stderr and the digest on stdout.
+    let o = env.run(&[&format!("{}/fixtures/single:single", reg.host())]);
+    assert!(o.status.success());
+    assert!(!stderr(&o).contains('█'), "{}", stderr(&o));
+    let digest = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "stdout is the manifest digest: {digest}"
     );
 }

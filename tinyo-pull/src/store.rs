@@ -89,6 +89,18 @@ pub struct Store {
 #[derive(Debug)]
 pub struct Lock {
     _file: File,
+    /// A per-image lock file is removed when released, so the store keeps no trace of it.
+    remove: Option<PathBuf>,
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        // Unlinked while still held: a waiter then gets the lock on the old file and finds
+        // the image done (or does the work itself); publishing stays under the store lock.
+        if let Some(p) = self.remove.take() {
+            let _ = fs::remove_file(p);
+        }
+    }
 }
 
 impl Store {
@@ -119,16 +131,16 @@ impl Store {
 
     /// Takes the store lock (blocking until it is free).
     pub fn lock(&self) -> Result<Lock, StoreError> {
-        self.lock_file(self.root.join("lock"))
+        self.lock_file(self.root.join("lock"), false)
     }
 
     /// Takes the lock of one image, held while it is downloaded and unpacked, so a concurrent
     /// pull of the same image waits and then finds it done instead of doing the work again.
     pub fn lock_image(&self, manifest: &Digest) -> Result<Lock, StoreError> {
-        self.lock_file(self.root.join("locks").join(manifest.hex()))
+        self.lock_file(self.root.join("locks").join(manifest.hex()), true)
     }
 
-    fn lock_file(&self, path: PathBuf) -> Result<Lock, StoreError> {
+    fn lock_file(&self, path: PathBuf, remove: bool) -> Result<Lock, StoreError> {
         let file = File::options()
             .create(true)
             .append(true)
@@ -138,7 +150,10 @@ impl Store {
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
             return Err(io_err(&path, "locking")(io::Error::last_os_error()));
         }
-        Ok(Lock { _file: file })
+        Ok(Lock {
+            _file: file,
+            remove: remove.then_some(path),
+        })
     }
 
     pub fn blob_path(&self, d: &Digest) -> PathBuf {
