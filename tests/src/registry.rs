@@ -212,6 +212,28 @@ impl Registry {
         v
     }
 
+    /// Copies `repo:tag` out of this registry with skopeo into the OCI layout `dest` (tagged
+    /// `tag`), converted to OCI media types and gzip layers: the form umoci 0.4.7 reads (it
+    /// reads neither zstd nor Docker media types). `home` isolates skopeo's configuration.
+    pub fn skopeo_copy_to_oci(&self, repo_tag: &str, dest: &Path, tag: &str, home: &Path) {
+        let skopeo = require_tool("skopeo", "skopeo");
+        run_ok(
+            Command::new(skopeo)
+                .args([
+                    "copy",
+                    "--insecure-policy",
+                    "--dest-compress-format",
+                    "gzip",
+                    "--format",
+                    "oci",
+                ])
+                .args(self.skopeo_args("src-"))
+                .arg(format!("docker://{}/{repo_tag}", self.host()))
+                .arg(format!("oci:{}:{tag}", dest.display()))
+                .env("HOME", home),
+        );
+    }
+
     /// One HTTP request. `path` is absolute (`/v2/…`) or a full URL; credentials are sent when
     /// `authenticate` and the registry has auth.
     pub fn request(

@@ -205,7 +205,7 @@ fn registry_is_gone_after_drop() {
 #[test]
 fn peers_unpack_multi_layer_images_as_expected() {
     require_root();
-    let skopeo = require_tool("skopeo", "skopeo");
+    require_tool("skopeo", "skopeo");
     let umoci = require_tool("umoci", "umoci");
     let reg = Registry::plain();
     let work = tempfile::tempdir().unwrap();
@@ -223,22 +223,7 @@ fn peers_unpack_multi_layer_images_as_expected() {
             name,
         );
         let oci = work.path().join(format!("copy-{name}"));
-        // Convert to plain OCI gzip layers (umoci 0.4.7 reads neither zstd nor Docker types).
-        run_ok(
-            Command::new(&skopeo)
-                .args([
-                    "copy",
-                    "--insecure-policy",
-                    "--src-tls-verify=false",
-                    "--dest-compress-format",
-                    "gzip",
-                    "--format",
-                    "oci",
-                ])
-                .arg(format!("docker://{}/fixtures/{name}:{name}", reg.host()))
-                .arg(format!("oci:{}:{name}", oci.display()))
-                .env("HOME", work.path()),
-        );
+        reg.skopeo_copy_to_oci(&format!("fixtures/{name}:{name}"), &oci, name, work.path());
         let bundle = work.path().join(format!("bundle-{name}"));
         run_ok(
             Command::new(&umoci)

@@ -161,7 +161,7 @@ fn pulls_every_fixture_by_tag_and_digest() {
 #[test]
 fn rootfs_equals_umoci_raw_unpack() {
     require_root();
-    let skopeo = require_tool("skopeo", "skopeo");
+    require_tool("skopeo", "skopeo");
     let umoci = require_tool("umoci", "umoci");
     let reg = Registry::plain();
     let env = Env::new();
@@ -169,22 +169,12 @@ fn rootfs_equals_umoci_raw_unpack() {
     for name in [catalogue::MULTI, catalogue::MULTI_DOCKER, catalogue::SINGLE] {
         let image = format!("{}/fixtures/{name}:{name}", reg.host());
         let ours = env.pull(&[&image]);
-        // umoci 0.4.7 reads neither zstd nor Docker media types: skopeo converts for it.
         let oci = env.path().join(format!("umoci-{name}"));
-        run_ok(
-            Command::new(&skopeo)
-                .args([
-                    "copy",
-                    "--insecure-policy",
-                    "--src-tls-verify=false",
-                    "--dest-compress-format",
-                    "gzip",
-                    "--format",
-                    "oci",
-                ])
-                .arg(format!("docker://{image}"))
-                .arg(format!("oci:{}:x", oci.display()))
-                .env("HOME", env.path().join("home")),
+        reg.skopeo_copy_to_oci(
+            &format!("fixtures/{name}:{name}"),
+            &oci,
+            "x",
+            &env.path().join("home"),
         );
         let theirs = env.path().join(format!("umoci-rootfs-{name}"));
         run_ok(
