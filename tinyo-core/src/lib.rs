@@ -1,10 +1,23 @@
 //! tinyo-core: the library that turns an OCI runtime-spec bundle into a running container.
 //!
-//! What exists today: loading and validating a bundle's `config.json` ([`bundle::Bundle`]).
-//! Namespaces, rootfs, mounts, processes, cgroups and seccomp are not implemented yet; nothing
-//! in this crate pretends otherwise.
+//! - [`bundle`]: loading and validating a bundle's `config.json`.
+//! - [`mounts`]: planning the container filesystem (pure, unit-tested without root).
+//! - [`rootfs`]: carrying out that plan in the container's mount namespace.
+//! - [`process`]: the process's own settings (user, capabilities, rlimits, …) and exec.
+//! - [`cgroup`]: minimal cgroup v1 placement and limits (issue 6 does cgroups properly).
+//! - [`container`]: the lifecycle (create, start, state, kill, delete, list) and its state.
+//! - [`sys`]: the thin syscall seam everything above goes through.
+//!
+//! Not implemented yet, and refused clearly when a config asks for them: user namespaces,
+//! seccomp, `process.terminal` (console sockets). Hooks are reported as not run.
 
 pub mod bundle;
+pub mod cgroup;
+pub mod container;
+pub mod mounts;
+pub mod process;
+pub mod rootfs;
+pub mod sys;
 
 /// The OCI runtime-spec version this crate reads and reports.
 pub const OCI_SPEC_VERSION: &str = "1.2.0";

@@ -1,27 +1,42 @@
 //! `tinyo`: a runc-compatible runtime CLI. Each subcommand lives in its own file under
 //! `commands/` and only translates flags into tinyo-core calls.
 //!
-//! Implemented so far: `spec`. The container lifecycle commands (`create`, `start`, `state`,
-//! `kill`, `delete`, `run`, `exec`, …) are not implemented yet and are therefore not offered.
+//! Implemented: `spec`, `create`, `start`, `state`, `kill`, `delete`, `run`, `list`, `ps`,
+//! `features`, `exec`. Not yet: `pause`/`resume`, `--console-socket` (terminals); they
+//! are not offered (or refused clearly, for the flags).
 
 mod commands;
+mod log;
+
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    "\nspec: ",
-    "1.2.0",
-    "\nnote: only `spec` is implemented; the container lifecycle is not yet"
-);
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\nspec: ", "1.2.0");
 
 #[derive(Debug, Parser)]
 #[command(
     name = "tinyo",
     version = VERSION,
-    about = "A runc-compatible OCI container runtime (early: only `spec` works so far)"
+    about = "A runc-compatible OCI container runtime (no terminals, hooks, seccomp or user namespaces yet)"
 )]
 struct Cli {
+    /// Directory for container state.
+    #[arg(long, global = true, default_value = "/run/tinyo")]
+    root: PathBuf,
+    /// Also write errors to this file (appended).
+    #[arg(long, global = true)]
+    log: Option<PathBuf>,
+    /// Format of --log lines: text or json (`{"level","msg","time"}`, as conmon and containerd
+    /// parse).
+    #[arg(long, global = true, default_value = "text")]
+    log_format: log::Format,
+    /// Log warnings and debug notes too.
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Use systemd for cgroups (not supported: refused).
+    #[arg(long, global = true)]
+    systemd_cgroup: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -30,16 +45,57 @@ struct Cli {
 enum Command {
     /// Write a default runtime-spec config.json into a bundle directory.
     Spec(commands::spec::Args),
+    /// Create a container; its process waits for `start`.
+    Create(commands::create::Args),
+    /// Run the process of a created container.
+    Start(commands::start::Args),
+    /// Print the runtime-spec state of a container as JSON.
+    State(commands::state::Args),
+    /// Send a signal to a container's process.
+    Kill(commands::kill::Args),
+    /// Delete a container and everything its creation made.
+    Delete(commands::delete::Args),
+    /// Create and start a container; in the foreground, exit with its exit code.
+    Run(commands::run::Args),
+    /// List containers.
+    List(commands::list::Args),
+    /// Run another process in a running container.
+    Exec(commands::exec::Args),
+    /// List the processes of a container.
+    Ps(commands::ps::Args),
+    /// Print what this runtime implements (runtime-spec features JSON).
+    Features(commands::features::Args),
 }
 
 fn main() {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Spec(args) => commands::spec::run(args),
+    let logger = log::Logger::new(cli.log.clone(), cli.log_format, cli.debug);
+    let result = if cli.systemd_cgroup {
+        Err(anyhow::anyhow!(
+            "--systemd-cgroup is not supported: tinyo manages cgroups through cgroupfs only"
+        ))
+    } else {
+        let rt = tinyo_core::container::Runtime::new(&cli.root);
+        match cli.command {
+            Command::Spec(args) => commands::spec::run(args).map(|()| 0),
+            Command::Create(args) => commands::create::run(&rt, &logger, args),
+            Command::Start(args) => commands::start::run(&rt, args),
+            Command::State(args) => commands::state::run(&rt, args),
+            Command::Kill(args) => commands::kill::run(&rt, args),
+            Command::Delete(args) => commands::delete::run(&rt, args),
+            Command::Run(args) => commands::run::run(&rt, &logger, args),
+            Command::List(args) => commands::list::run(&rt, args),
+            Command::Exec(args) => commands::exec::run(&rt, &logger, args),
+            Command::Ps(args) => commands::ps::run(&rt, args),
+            Command::Features(args) => commands::features::run(args),
+        }
     };
-    if let Err(err) = result {
-        eprintln!("tinyo: {err:#}");
-        std::process::exit(1);
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(err) => {
+            logger.error(&format!("{err:#}"));
+            std::process::exit(1);
+        }
     }
 }
 

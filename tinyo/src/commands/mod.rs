@@ -1,3 +1,13 @@
 //! One module per subcommand.
 
+pub mod create;
+pub mod delete;
+pub mod exec;
+pub mod features;
+pub mod kill;
+pub mod list;
+pub mod ps;
+pub mod run;
 pub mod spec;
+pub mod start;
+pub mod state;

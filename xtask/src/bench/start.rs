@@ -1,13 +1,17 @@
 //! `start`: how long one container start takes — `run` of /bin/true in a busybox bundle, from
 //! exec of the runtime to its exit — and how much CPU it burns (all descendants).
 //!
-//! Contenders: runc (the reference), crun, and `unshare` + `chroot` as the floor that any
-//! namespace-based runtime pays. tinyo joins this table when `tinyo run` exists.
+//! Contenders: tinyo (the static dist build), runc (the reference), crun, and `unshare` +
+//! `chroot` as the floor that any namespace-based runtime pays. A second pair of tables times
+//! the create → start → kill → delete cycle of the three runtimes.
 
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-use anyhow::Result;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Result};
 use tinyo_tests::busybox::Bundle;
 
 use super::{interleaved, peer, time_command, Contender, Opts, Report};
@@ -18,7 +22,26 @@ pub fn run(opts: &Opts) -> Result<Vec<Report>> {
         .prefix("tinyo-bench-start-")
         .tempdir()?;
     let mut contenders = Vec::new();
-    let mut notes = vec!["tinyo is not in this table yet: `tinyo run` does not exist".to_string()];
+    let mut notes = vec!["tinyo is the static musl `dist` build".to_string()];
+
+    let tinyo = super::dist_binary("tinyo")?;
+    let tinyo_bundle = Bundle::new("bench-tinyo", &["/bin/true"]);
+    {
+        let root = state.path().join("tinyo");
+        let b = tinyo_bundle.path().to_path_buf();
+        let tinyo = tinyo.clone();
+        contenders.push(Contender::new("tinyo", move || {
+            let (wall, cpu) = time_command(
+                Command::new(&tinyo)
+                    .arg("--root")
+                    .arg(&root)
+                    .args(["run", "--bundle"])
+                    .arg(&b)
+                    .arg("bench-tinyo"),
+            )?;
+            Ok(vec![wall, cpu])
+        }));
+    }
 
     let runc_bundle;
     if let Some(runc) = peer("runc") {
@@ -83,6 +106,75 @@ pub fn run(opts: &Opts) -> Result<Vec<Report>> {
     )?;
     for r in &mut reports {
         r.notes.extend(notes.iter().cloned());
+    }
+    reports.extend(cycle(opts, &tinyo, state.path())?);
+    Ok(reports)
+}
+
+/// The create → start → kill → delete cycle of a `sleep` container, four CLI calls each.
+fn cycle(opts: &Opts, tinyo: &Path, state: &Path) -> Result<Vec<Report>> {
+    let mut contenders = Vec::new();
+    let mut bundles = Vec::new();
+    let mut runtimes: Vec<(&str, PathBuf, bool)> = vec![("tinyo", tinyo.to_path_buf(), false)];
+    if let Some(runc) = peer("runc") {
+        runtimes.push(("runc", runc, false));
+    }
+    if let Some(crun) = peer("crun") {
+        runtimes.push(("crun", crun, true));
+    }
+    for (name, _, _) in &runtimes {
+        let id = format!("bench-cycle-{name}");
+        bundles.push(Bundle::new(&id, &["/bin/sleep", "100"]));
+    }
+    for ((name, bin, hide), bundle) in runtimes.into_iter().zip(&bundles) {
+        let root = state.join(format!("cycle-{name}"));
+        let b = bundle.path().to_path_buf();
+        let id = format!("bench-cycle-{name}");
+        contenders.push(Contender::new(name, move || {
+            let cpu0 = super::children_cpu_ms();
+            let t = Instant::now();
+            let bs = b.to_str().unwrap_or_default();
+            for args in [
+                &["create", "--bundle", bs, &id][..],
+                &["start", &id],
+                &["kill", &id, "KILL"],
+                &["delete", "--force", &id],
+            ] {
+                let mut cmd = Command::new(&bin);
+                cmd.arg("--root").arg(&root).args(args);
+                // The created container inherits stdio: never a pipe we would wait on.
+                cmd.stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null());
+                if hide {
+                    // SAFETY: only async-signal-safe syscalls run between fork and exec.
+                    unsafe { cmd.pre_exec(hide_cgroup2) };
+                }
+                let st = cmd.status()?;
+                if !st.success() {
+                    bail!("{name} {args:?} failed with {st}");
+                }
+            }
+            Ok(vec![
+                t.elapsed().as_secs_f64() * 1e3,
+                super::children_cpu_ms() - cpu0,
+            ])
+        }));
+    }
+    let mut reports = interleaved(
+        &[
+            ("create→start→kill→delete cycle", "ms"),
+            ("CPU per cycle (runtime processes)", "ms"),
+        ],
+        "runc",
+        &mut contenders,
+        opts,
+    )?;
+    for r in &mut reports {
+        r.notes.push(
+            "four CLI calls per cycle; the container (sleep) is reparented away, its CPU is not counted"
+                .into(),
+        );
     }
     Ok(reports)
 }

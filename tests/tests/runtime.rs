@@ -1,0 +1,737 @@
+//! tinyo as a runtime, with runc as the oracle: the same busybox bundles run under both and the
+//! container must see the same things (user, hostname, capabilities, /dev, mounts, rlimits,
+//! exit codes); the create → start → state → kill → delete lifecycle; and bad input that must
+//! fail with one line and leave nothing behind.
+//!
+//! Every runtime runs inside `unshare --mount --propagation private`, so nothing it mounts can
+//! reach the host, and every container is deleted with `--force` whatever the test did.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use tinyo_tests::bins::bin;
+use tinyo_tests::busybox::Bundle;
+use tinyo_tests::host::{require_root, require_tool, unique};
+
+/// A runtime binary with its own `--root`; deletes every container it made on drop.
+struct Runtime {
+    name: &'static str,
+    bin: PathBuf,
+    root: tempfile::TempDir,
+    ids: std::cell::RefCell<Vec<String>>,
+}
+
+impl Runtime {
+    fn tinyo() -> Self {
+        require_root();
+        require_tool("unshare", "util-linux");
+        Self::new("tinyo", bin("tinyo"))
+    }
+
+    fn runc() -> Self {
+        require_root();
+        Self::new("runc", require_tool("runc", "runc"))
+    }
+
+    fn new(name: &'static str, bin: PathBuf) -> Self {
+        let root = tempfile::Builder::new()
+            .prefix(&format!("{name}-root-"))
+            .tempdir()
+            .unwrap();
+        Self {
+            name,
+            bin,
+            root,
+            ids: Default::default(),
+        }
+    }
+
+    /// `unshare --mount --propagation private BIN --root ROOT ARGS…`, stdin from /dev/null.
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("unshare");
+        c.args(["--mount", "--propagation", "private"])
+            .arg(&self.bin)
+            .arg("--root")
+            .arg(self.root.path())
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn track(&self, id: &str) {
+        self.ids.borrow_mut().push(id.to_string());
+    }
+
+    /// Runs to completion with stdout and stderr in files, not pipes: a created container
+    /// inherits them and would keep a pipe open long after the runtime exits.
+    fn out(&self, args: &[&str]) -> Output {
+        let stdout = tempfile::tempfile().unwrap();
+        let stderr = tempfile::tempfile().unwrap();
+        let status = self
+            .cmd(args)
+            .stdout(stdout.try_clone().unwrap())
+            .stderr(stderr.try_clone().unwrap())
+            .status()
+            .unwrap_or_else(|e| panic!("start {} {args:?}: {e}", self.name));
+        let read = |mut f: std::fs::File| {
+            use std::io::{Read, Seek};
+            let mut v = Vec::new();
+            f.seek(std::io::SeekFrom::Start(0)).unwrap();
+            f.read_to_end(&mut v).unwrap();
+            v
+        };
+        Output {
+            status,
+            stdout: read(stdout),
+            stderr: read(stderr),
+        }
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.out(args);
+        assert!(
+            o.status.success(),
+            "{} {args:?} failed with {}: stdout {} stderr {}",
+            self.name,
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// `run` in the foreground: (exit code, stdout, stderr).
+    fn run(&self, bundle: &Bundle, id: &str) -> (Option<i32>, String, String) {
+        self.track(id);
+        let b = bundle.path().to_str().unwrap();
+        let o = self.out(&["run", "--bundle", b, id]);
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    }
+
+    fn state(&self, id: &str) -> Value {
+        serde_json::from_str(&self.ok(&["state", id])).expect("state is JSON")
+    }
+
+    /// Polls `state` until `status` (generous bound; not a timing assertion).
+    fn wait_status(&self, id: &str, status: &str) -> Value {
+        for _ in 0..1000 {
+            let o = self.out(&["state", id]);
+            if o.status.success() {
+                let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+                if v["status"] == status {
+                    return v;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("{} container {id} never became {status}", self.name);
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        for id in self.ids.borrow().iter() {
+            let _ = self.cmd(&["delete", "--force", id]).output();
+        }
+    }
+}
+
+/// The cgroup directories (v1 and v2) a container named `leaf` could have left behind.
+fn leftover_cgroups(leaf: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![PathBuf::from("/sys/fs/cgroup")];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                if e.file_name().to_string_lossy() == leaf {
+                    found.push(e.path().display().to_string());
+                }
+                if e.path().components().count() < 9 {
+                    stack.push(e.path());
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Mount lines of the host naming `path`.
+fn mounts_mentioning(path: &Path) -> Vec<String> {
+    let p = path.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&p))
+        .map(str::to_string)
+        .collect()
+}
+
+fn alive(pid: i64) -> bool {
+    // A zombie still answers kill(0): look at its state instead.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, r)| r.chars().next()))
+        .flatten()
+        .is_some_and(|c| c != 'Z' && c != 'X')
+}
+
+/// What the container sees, printed by busybox; /proc/mounts reduced to mount point, type
+/// and options (the source column names the host's mounts differently across runtimes).
+const PROBE: &str = "id; hostname; grep -E '^(Cap|NoNewPrivs)' /proc/self/status; ls -A /dev; \
+    ls -l /dev/ptmx /dev/fd /dev/stdin | awk '{print $1, $9, $10, $11}'; \
+    awk '{print $2, $3, $4}' /proc/mounts; ulimit -n; ulimit -Hn; umask; pwd; \
+    cat /proc/kcore 2>&1 | head -c 40; echo; ls /proc/acpi | wc -l; \
+    touch /proc/sys/kernel/x 2>&1 | sed 's/^touch: //'; exit 3";
+
+#[test]
+fn container_sees_the_same_as_under_runc() {
+    let id = unique("rt-view");
+    let bundle = Bundle::new(&id, &["/bin/sh", "-c", PROBE]);
+    let runc = Runtime::runc();
+    let tinyo = Runtime::tinyo();
+    let (rc, want, rerr) = runc.run(&bundle, &id);
+    assert_eq!(rc, Some(3), "runc: {want}\n{rerr}");
+    let (tc, got, terr) = tinyo.run(&bundle, &id);
+    assert_eq!(tc, Some(3), "tinyo exit code; stdout {got}\nstderr {terr}");
+    assert_eq!(
+        got, want,
+        "tinyo (left) and runc (right) disagree; tinyo stderr: {terr}"
+    );
+    assert!(
+        got.contains("uid=0(root)") && got.contains("\ntinyo\n"),
+        "{got}"
+    );
+    assert!(leftover_cgroups(&format!("tinyo-test-{id}")).is_empty());
+    assert!(
+        tinyo.out(&["state", &id]).status.code() != Some(0),
+        "run leaves no state"
+    );
+}
+
+#[test]
+fn non_root_user_groups_caps_and_cwd_match_runc() {
+    let id = unique("rt-user");
+    let bundle = Bundle::new(
+        &id,
+        &[
+            "/bin/sh",
+            "-c",
+            "id; grep -E '^(Cap|Groups)' /proc/self/status; umask; pwd; touch /root/x 2>&1 | sed 's/^touch: //'",
+        ],
+    );
+    let mut cfg = bundle.config();
+    cfg["process"]["user"] =
+        serde_json::json!({"uid": 1000, "gid": 1000, "additionalGids": [65534], "umask": 63});
+    cfg["process"]["cwd"] = serde_json::json!("/home/tinyo");
+    cfg["process"]["capabilities"]["ambient"] = serde_json::json!(["CAP_KILL"]);
+    cfg["process"]["capabilities"]["inheritable"] = serde_json::json!(["CAP_KILL"]);
+    cfg["process"]["rlimits"] =
+        serde_json::json!([{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1024}]);
+    bundle.write_config(&cfg);
+    let (rc, want, rerr) = Runtime::runc().run(&bundle, &id);
+    assert_eq!(rc, Some(0), "runc: {want}\n{rerr}");
+    let (tc, got, terr) = Runtime::tinyo().run(&bundle, &id);
+    assert_eq!(tc, Some(0), "tinyo: {got}\n{terr}");
+    assert_eq!(
+        got, want,
+        "tinyo (left) vs runc (right); tinyo stderr {terr}"
+    );
+    assert!(got.starts_with("uid=1000(tinyo) gid=1000(tinyo)"), "{got}");
+}
+
+#[test]
+fn exit_codes_and_signals_like_runc() {
+    for rt in [Runtime::runc(), Runtime::tinyo()] {
+        let id = unique("rt-exit");
+        let bundle = Bundle::new(&id, &["/bin/sh", "-c", "exit 3"]);
+        let (code, _, err) = rt.run(&bundle, &id);
+        assert_eq!(code, Some(3), "{}: {err}", rt.name);
+
+        // Killed from outside while running in the foreground: 128 + 9.
+        let id = unique("rt-sig");
+        let bundle = Bundle::new(&id, &["/bin/sleep", "100"]);
+        rt.track(&id);
+        let mut child: Child = rt
+            .cmd(&["run", "--bundle", bundle.path().to_str().unwrap(), &id])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        rt.wait_status(&id, "running");
+        rt.ok(&["kill", &id, "KILL"]);
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(137), "{} run after kill KILL", rt.name);
+    }
+}
+
+#[test]
+fn lifecycle_create_start_state_kill_delete() {
+    let rt = Runtime::tinyo();
+    let id = unique("rt-life");
+    let bundle = Bundle::new(
+        &id,
+        &[
+            "/bin/sh",
+            "-c",
+            "echo started > /tmp/started; exec sleep 100",
+        ],
+    );
+    let mut cfg = bundle.config();
+    cfg["annotations"] = serde_json::json!({"org.tinyo.test": "yes"});
+    bundle.write_config(&cfg);
+    let pid_file = rt.root.path().join("pidfile");
+    rt.track(&id);
+    let b = bundle.path().to_str().unwrap();
+    // Flags after the id, as conmon passes them.
+    rt.ok(&[
+        "create",
+        &id,
+        "--bundle",
+        b,
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+    ]);
+
+    let st = rt.state(&id);
+    assert_eq!(st["ociVersion"], "1.2.0");
+    assert_eq!(st["id"], id.as_str());
+    assert_eq!(st["status"], "created");
+    assert_eq!(st["bundle"], b);
+    assert_eq!(st["annotations"]["org.tinyo.test"], "yes");
+    let pid = st["pid"].as_i64().unwrap();
+    assert!(pid > 0 && alive(pid), "{st}");
+    let from_file: i64 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(from_file, pid);
+    assert!(
+        !bundle.rootfs().join("tmp/started").exists(),
+        "process ran before start"
+    );
+
+    let list: Value = serde_json::from_str(&rt.ok(&["list", "--format", "json"])).unwrap();
+    assert_eq!(list[0]["id"], id.as_str());
+    assert_eq!(list[0]["status"], "created");
+
+    rt.ok(&["start", &id]);
+    rt.wait_status(&id, "running");
+    for _ in 0..1000 {
+        if bundle.rootfs().join("tmp/started").exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        bundle.rootfs().join("tmp/started").exists(),
+        "process never ran"
+    );
+
+    let o = rt.out(&["start", &id]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("running"),
+        "start twice: {err}"
+    );
+    let o = rt.out(&["delete", &id]);
+    assert!(
+        !o.status.success(),
+        "delete of a running container needs --force"
+    );
+
+    rt.ok(&["kill", &id, "SIGKILL"]);
+    let st = rt.wait_status(&id, "stopped");
+    assert_eq!(st["pid"], 0);
+    rt.ok(&["delete", &id]);
+    assert!(!rt.root.path().join(&id).exists(), "state dir left behind");
+    assert!(!alive(pid));
+    assert!(leftover_cgroups(&format!("tinyo-test-{id}")).is_empty());
+    assert!(mounts_mentioning(bundle.path()).is_empty());
+    let o = rt.out(&["state", &id]);
+    assert!(!o.status.success());
+}
+
+#[test]
+fn delete_force_kills_a_created_container() {
+    let rt = Runtime::tinyo();
+    let id = unique("rt-force");
+    let bundle = Bundle::new(&id, &["/bin/true"]);
+    rt.track(&id);
+    rt.ok(&["create", "--bundle", bundle.path().to_str().unwrap(), &id]);
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    rt.ok(&["delete", "--force", &id]);
+    assert!(
+        !alive(pid),
+        "container process {pid} survived delete --force"
+    );
+    assert!(!rt.root.path().join(&id).exists());
+    assert!(leftover_cgroups(&format!("tinyo-test-{id}")).is_empty());
+}
+
+/// Runs a failing command and checks: non-zero, one line on stderr mentioning `want`, and no
+/// state, mount or cgroup left for `id`.
+fn fails_cleanly(rt: &Runtime, args: &[&str], id: &str, want: &str, bundle: Option<&Path>) {
+    let o = rt.out(args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{args:?} succeeded");
+    assert_eq!(
+        err.trim().lines().count(),
+        1,
+        "{args:?}: not one line: {err}"
+    );
+    assert!(
+        err.contains(want),
+        "{args:?}: {err:?} does not mention {want:?}"
+    );
+    assert!(
+        !rt.root.path().join(id).exists(),
+        "{args:?} left state behind"
+    );
+    assert!(
+        leftover_cgroups(&format!("tinyo-test-{id}")).is_empty(),
+        "{args:?} left a cgroup"
+    );
+    if let Some(b) = bundle {
+        assert!(mounts_mentioning(b).is_empty(), "{args:?} left mounts");
+    }
+}
+
+#[test]
+fn bad_input_fails_with_one_line_and_leaves_nothing() {
+    let rt = Runtime::tinyo();
+    let id = unique("rt-bad");
+    rt.track(&id);
+    let bundle = Bundle::new(&id, &["/bin/true"]);
+    let b = bundle.path().to_str().unwrap();
+    let good = bundle.config();
+
+    fails_cleanly(
+        &rt,
+        &["create", "--bundle", "/nonexistent/bundle", &id],
+        &id,
+        "/nonexistent/bundle",
+        None,
+    );
+
+    std::fs::write(bundle.path().join("config.json"), "{ not json").unwrap();
+    fails_cleanly(
+        &rt,
+        &["create", "--bundle", b, &id],
+        &id,
+        "config.json",
+        Some(bundle.path()),
+    );
+
+    let mut cfg = good.clone();
+    cfg["linux"]["namespaces"][0]["type"] = serde_json::json!("bogus");
+    bundle.write_config(&cfg);
+    fails_cleanly(
+        &rt,
+        &["create", "--bundle", b, &id],
+        &id,
+        "config.json",
+        Some(bundle.path()),
+    );
+
+    let mut cfg = good.clone();
+    cfg["mounts"][0]["type"] = serde_json::json!("nosuchfs");
+    bundle.write_config(&cfg);
+    fails_cleanly(
+        &rt,
+        &["create", "--bundle", b, &id],
+        &id,
+        "nosuchfs",
+        Some(bundle.path()),
+    );
+
+    let mut cfg = good.clone();
+    cfg["mounts"][0]["destination"] = serde_json::json!("/../../../etc/x");
+    bundle.write_config(&cfg);
+    fails_cleanly(
+        &rt,
+        &["create", "--bundle", b, &id],
+        &id,
+        "escapes",
+        Some(bundle.path()),
+    );
+
+    let mut cfg = good.clone();
+    cfg["process"]["args"] = serde_json::json!(["no-such-binary"]);
+    bundle.write_config(&cfg);
+    fails_cleanly(
+        &rt,
+        &["create", "--bundle", b, &id],
+        &id,
+        "no-such-binary",
+        Some(bundle.path()),
+    );
+
+    let mut cfg = good.clone();
+    cfg["process"]["cwd"] = serde_json::json!("/does/not/exist");
+    bundle.write_config(&cfg);
+    fails_cleanly(
+        &rt,
+        &["create", "--bundle", b, &id],
+        &id,
+        "/does/not/exist",
+        Some(bundle.path()),
+    );
+
+    for (cmd, extra) in [
+        ("state", None),
+        ("start", None),
+        ("kill", Some("TERM")),
+        ("delete", None),
+    ] {
+        let mut args = vec![cmd, id.as_str()];
+        args.extend(extra);
+        fails_cleanly(&rt, &args, &id, "does not exist", None);
+    }
+    fails_cleanly(
+        &rt,
+        &["--systemd-cgroup", "create", "--bundle", b, &id],
+        &id,
+        "systemd",
+        None,
+    );
+
+    // A duplicate id is refused and the first container is untouched.
+    bundle.write_config(&good);
+    rt.ok(&["create", "--bundle", b, &id]);
+    let o = rt.out(&["create", "--bundle", b, &id]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("already exists"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_eq!(rt.state(&id)["status"], "created");
+    rt.ok(&["delete", "--force", &id]);
+    assert!(!rt.root.path().join(&id).exists());
+}
+
+#[test]
+fn json_log_lines_for_errors() {
+    let rt = Runtime::tinyo();
+    let log = rt.root.path().join("log.json");
+    let o = rt.out(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "state",
+        "nope",
+    ]);
+    assert!(!o.status.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let v: Value = serde_json::from_str(text.trim()).expect("one JSON line");
+    assert_eq!(v["level"], "error");
+    assert!(v["msg"].as_str().unwrap().contains("nope"), "{v}");
+    assert!(v["time"].is_string());
+}
+
+#[test]
+fn exec_ps_and_kill_all_in_a_running_container() {
+    let rt = Runtime::tinyo();
+    let id = unique("rt-exec");
+    let bundle = Bundle::new(&id, &["/bin/sleep", "100"]);
+    rt.track(&id);
+    rt.ok(&["create", "--bundle", bundle.path().to_str().unwrap(), &id]);
+    rt.ok(&["start", &id]);
+    let init = rt.wait_status(&id, "running")["pid"].as_i64().unwrap();
+
+    let o = rt.out(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "hostname; id -u; echo $$; tr '\\0' ' ' < /proc/1/cmdline; exit 5",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "tinyo\n0\n2\n/bin/sleep 100 "
+    );
+
+    let out = rt.ok(&[
+        "exec",
+        "--user",
+        "1000:1000",
+        "--cwd",
+        "/home/tinyo",
+        &id,
+        "sh",
+        "-c",
+        "id -u; pwd",
+    ]);
+    assert_eq!(out, "1000\n/home/tinyo\n");
+
+    let pid_file = rt.root.path().join("exec.pid");
+    rt.ok(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+        "sleep",
+        "50",
+    ]);
+    let exec_pid: i64 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let ps: Vec<i64> = serde_json::from_str(&rt.ok(&["ps", "--format", "json", &id])).unwrap();
+    assert!(
+        ps.contains(&init) && ps.contains(&exec_pid),
+        "{ps:?} lacks {init} or {exec_pid}"
+    );
+
+    let o = rt.out(&["exec", &id, "no-such-binary"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("no-such-binary"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    rt.ok(&["kill", "--all", &id, "KILL"]);
+    rt.wait_status(&id, "stopped");
+    assert!(!alive(exec_pid), "kill --all left the exec'd process");
+    rt.ok(&["delete", &id]);
+    assert!(leftover_cgroups(&format!("tinyo-test-{id}")).is_empty());
+}
+
+#[test]
+fn features_and_version_describe_the_runtime() {
+    let rt = Runtime::tinyo();
+    let v: Value = serde_json::from_str(&rt.ok(&["features"])).unwrap();
+    assert_eq!(v["ociVersionMax"], "1.2.0");
+    assert!(v["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .contains(&"pid".into()));
+    assert_eq!(v["linux"]["seccomp"]["enabled"], false);
+    assert!(rt.ok(&["--version"]).contains("spec: 1.2.0"));
+}
+
+#[test]
+fn mount_destination_symlinks_stay_inside_the_root() {
+    let rt = Runtime::tinyo();
+    let id = unique("rt-link");
+    let outside = tempfile::tempdir().unwrap();
+    let bundle = Bundle::new(
+        &id,
+        &[
+            "/bin/sh",
+            "-c",
+            "grep -c ' /escape/sub ' /proc/mounts; ls -d /escape/sub",
+        ],
+    );
+    // /escape points at a host directory by absolute path.
+    std::os::unix::fs::symlink(outside.path(), bundle.rootfs().join("escape")).unwrap();
+    let mut cfg = bundle.config();
+    cfg["mounts"].as_array_mut().unwrap().push(
+        serde_json::json!({"destination": "/escape/sub", "type": "tmpfs", "source": "tmpfs"}),
+    );
+    bundle.write_config(&cfg);
+    let (code, out, err) = rt.run(&bundle, &id);
+    assert!(
+        std::fs::read_dir(outside.path()).unwrap().next().is_none(),
+        "tinyo created something in the host directory the symlink names"
+    );
+    let inside = bundle
+        .rootfs()
+        .join(outside.path().strip_prefix("/").unwrap());
+    assert!(
+        inside.join("sub").is_dir(),
+        "the destination was not made inside the root"
+    );
+    assert_eq!(code, Some(0), "{out} {err}");
+    // In the container the mount is where the link (resolved in the root) leads.
+    assert!(out.ends_with("/escape/sub\n"), "{out}");
+}
+
+#[test]
+fn cgroup_limits_match_runc_and_unapplied_ones_are_warned() {
+    let id = unique("rt-cg");
+    let probe = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max \
+        /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us";
+    let bundle = Bundle::new(&id, &["/bin/sh", "-c", probe]);
+    let mut cfg = bundle.config();
+    cfg["linux"]["resources"]["memory"] = serde_json::json!({"limit": 67108864});
+    cfg["linux"]["resources"]["pids"] = serde_json::json!({"limit": 50});
+    cfg["linux"]["resources"]["cpu"] =
+        serde_json::json!({"shares": 512, "quota": 50000, "period": 100000});
+    bundle.write_config(&cfg);
+    let (rc, want, rerr) = Runtime::runc().run(&bundle, &id);
+    assert_eq!(rc, Some(0), "runc: {rerr}");
+    let (tc, got, terr) = Runtime::tinyo().run(&bundle, &id);
+    assert_eq!(tc, Some(0), "tinyo: {terr}");
+    assert_eq!(got, want);
+    assert_eq!(got, "67108864\n50\n512\n50000\n100000\n");
+    assert!(leftover_cgroups(&format!("tinyo-test-{id}")).is_empty());
+
+    // A limit tinyo does not apply yet is named in a warning; the container still runs.
+    cfg["linux"]["resources"]["blockIO"] = serde_json::json!({"weight": 500});
+    bundle.write_config(&cfg);
+    let id2 = unique("rt-cg2");
+    let (tc, _, terr) = Runtime::tinyo().run(&bundle, &id2);
+    assert_eq!(tc, Some(0), "{terr}");
+    assert!(
+        terr.contains("warning") && terr.contains("blockIO"),
+        "{terr}"
+    );
+}
+
+#[test]
+fn foreground_run_forwards_signals_like_runc() {
+    for rt in [Runtime::runc(), Runtime::tinyo()] {
+        let id = unique("rt-fwd");
+        let bundle = Bundle::new(
+            &id,
+            &[
+                "/bin/sh",
+                "-c",
+                "trap 'exit 7' TERM; echo ready > /tmp/ready; while :; do sleep 0.05; done",
+            ],
+        );
+        rt.track(&id);
+        let mut child = rt
+            .cmd(&["run", "--bundle", bundle.path().to_str().unwrap(), &id])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..1000 {
+            if bundle.rootfs().join("tmp/ready").exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // unshare execs the runtime: the child's pid is the runtime's.
+        let pid = child.id() as i32;
+        // SAFETY: plain kill of our own child.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let status = child.wait().unwrap();
+        assert_eq!(
+            status.code(),
+            Some(7),
+            "{}: the container's TERM trap exit code",
+            rt.name
+        );
+    }
+}

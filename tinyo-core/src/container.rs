@@ -1,0 +1,1025 @@
+//! The container lifecycle: create, start, state, kill, delete, list — state kept under a root
+//! directory (`<root>/<id>/state.json`, written by rename), one lock per container (`flock` on
+//! its directory), and an exec barrier FIFO (`<root>/<id>/exec.fifo`) on which the created
+//! process waits until `start`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::LinuxNamespaceType;
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::{Bundle, BundleError};
+use crate::cgroup;
+use crate::mounts::{self, PlanError, PlanOptions};
+use crate::process::{self, ProcessError, ProcessPlan};
+use crate::sys;
+
+/// Why a lifecycle command failed. Each message names the container or the thing at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error("container {0:?} does not exist")]
+    NotFound(String),
+    #[error("container {0:?} already exists")]
+    Exists(String),
+    #[error("container id {0:?} is invalid (use letters, digits, '_', '+', '-', '.')")]
+    BadId(String),
+    #[error("container {id:?} is {status}, not created: cannot start it")]
+    NotCreated { id: String, status: Status },
+    #[error("container {id:?} is {status}: stop it first or use --force")]
+    StillRunning { id: String, status: Status },
+    #[error("container {0:?} is not running")]
+    NotRunning(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("container setup failed: {0}")]
+    Setup(String),
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Io { what, source }
+}
+
+/// The runtime-spec status of a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Stopped,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Stopped => "stopped",
+        })
+    }
+}
+
+/// What is kept in `state.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Saved {
+    pub id: String,
+    pub pid: i32,
+    /// Field 22 of /proc/PID/stat at creation, to tell our process from a reused pid.
+    pub start_time: u64,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    pub cgroups: Vec<cgroup::Dir>,
+}
+
+/// The runtime-spec state of a container (what `tinyo state` prints), plus runc's extras.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct State {
+    pub oci_version: String,
+    pub id: String,
+    pub status: Status,
+    pub pid: i32,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    pub owner: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Options of `exec`.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    pub pid_file: Option<PathBuf>,
+}
+
+/// Options of `create`.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub no_pivot: bool,
+    pub pid_file: Option<PathBuf>,
+}
+
+/// A created container, as `create` returns it.
+#[derive(Debug)]
+pub struct Created {
+    pub pid: i32,
+    /// Settings of the config that are accepted but not applied (logged by the caller).
+    pub warnings: Vec<String>,
+}
+
+/// A runtime rooted at a state directory.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    root: PathBuf,
+}
+
+const STATE: &str = "state.json";
+const FIFO: &str = "exec.fifo";
+
+/// A held container lock; released on drop.
+struct Locked {
+    dir: PathBuf,
+    fd: OwnedFd,
+}
+
+fn check_id(id: &str) -> Result<(), Error> {
+    let ok = !id.is_empty()
+        && id != "."
+        && id != ".."
+        && id.len() <= 1024
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+-.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadId(id.to_string()))
+    }
+}
+
+/// RFC 3339 UTC time with nanoseconds, as runc writes `created`.
+pub fn now_rfc3339() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        d.subsec_nanos()
+    )
+}
+
+/// (state char, start time) of a process from /proc/PID/stat.
+fn proc_stat(pid: i32) -> Option<(char, u64)> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &s[s.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    let state = fields.first()?.chars().next()?;
+    let start = fields.get(19)?.parse().ok()?;
+    Some((state, start))
+}
+
+impl Saved {
+    /// Whether the container's process is alive (not a zombie, not a reused pid).
+    fn alive(&self) -> bool {
+        match proc_stat(self.pid) {
+            Some((state, start)) => start == self.start_time && state != 'Z' && state != 'X',
+            None => false,
+        }
+    }
+}
+
+impl Runtime {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    fn dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    /// Locks an existing container and reads its state.
+    fn open(&self, id: &str) -> Result<(Locked, Saved), Error> {
+        check_id(id)?;
+        let dir = self.dir(id);
+        let fd = fs::File::open(&dir).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => Error::NotFound(id.into()),
+            _ => Error::Io {
+                what: format!("opening {}", dir.display()),
+                source: e,
+            },
+        })?;
+        let fd = OwnedFd::from(fd);
+        sys::flock_exclusive(fd.as_fd()).map_err(io_err(format!("locking {}", dir.display())))?;
+        let text = match fs::read(dir.join(STATE)) {
+            Ok(t) => t,
+            // Deleted while we waited, or a create that never finished.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::NotFound(id.into()))
+            }
+            Err(e) => return Err(io_err(format!("reading {}", dir.join(STATE).display()))(e)),
+        };
+        let saved: Saved = serde_json::from_slice(&text).map_err(|e| Error::Io {
+            what: format!("{} is corrupt", dir.join(STATE).display()),
+            source: io::Error::new(io::ErrorKind::InvalidData, e),
+        })?;
+        Ok((Locked { dir, fd }, saved))
+    }
+
+    fn status(&self, dir: &Path, saved: &Saved) -> Status {
+        if !saved.alive() {
+            Status::Stopped
+        } else if dir.join(FIFO).exists() {
+            Status::Created
+        } else {
+            Status::Running
+        }
+    }
+
+    fn report(&self, dir: &Path, saved: &Saved) -> State {
+        let owner = fs::metadata(dir)
+            .map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                m.uid()
+            })
+            .unwrap_or(0);
+        let status = self.status(dir, saved);
+        State {
+            oci_version: crate::OCI_SPEC_VERSION.into(),
+            id: saved.id.clone(),
+            status,
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                saved.pid
+            },
+            bundle: saved.bundle.clone(),
+            rootfs: saved.rootfs.clone(),
+            created: saved.created.clone(),
+            owner: if owner == 0 {
+                "root".into()
+            } else {
+                owner.to_string()
+            },
+            annotations: saved.annotations.clone(),
+        }
+    }
+
+    /// The state of one container.
+    pub fn state(&self, id: &str) -> Result<State, Error> {
+        let (lock, saved) = self.open(id)?;
+        Ok(self.report(&lock.dir, &saved))
+    }
+
+    /// The states of every container under the root (none if the root does not exist).
+    pub fn list(&self) -> Result<Vec<State>, Error> {
+        let rd = match fs::read_dir(&self.root) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(format!("reading {}", self.root.display()))(e)),
+        };
+        let mut out = Vec::new();
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if check_id(&name).is_err() || !e.path().is_dir() {
+                continue;
+            }
+            match self.open(&name) {
+                Ok((lock, saved)) => out.push(self.report(&lock.dir, &saved)),
+                Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    /// Creates the container: the process is cloned into its namespaces, sets up its root and
+    /// waits on the exec barrier. Returns once it is waiting; nothing of this process is needed
+    /// afterwards (the container is reparented to the caller's subreaper when it exits).
+    pub fn create(&self, id: &str, bundle: &Path, opts: &CreateOptions) -> Result<Created, Error> {
+        check_id(id)?;
+        let bundle_dir = fs::canonicalize(bundle).map_err(|source| {
+            Error::Bundle(BundleError::Read {
+                path: bundle.join("config.json"),
+                source,
+            })
+        })?;
+        let b = Bundle::load(&bundle_dir)?;
+        let prepared = Prepared::new(&b, id, opts)?;
+
+        fs::create_dir_all(&self.root)
+            .map_err(io_err(format!("creating {}", self.root.display())))?;
+        let _ = fs::set_permissions(&self.root, fs::Permissions::from_mode(0o711));
+        let dir = self.dir(id);
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(Error::Exists(id.into()))
+            }
+            Err(e) => return Err(io_err(format!("creating {}", dir.display()))(e)),
+        }
+        let guard = fs::File::open(&dir).map(OwnedFd::from);
+        let result = guard
+            .map_err(io_err(format!("opening {}", dir.display())))
+            .and_then(|fd| {
+                sys::flock_exclusive(fd.as_fd()).map_err(io_err("locking the new container"))?;
+                let lock = Locked {
+                    dir: dir.clone(),
+                    fd,
+                };
+                self.create_locked(&lock, id, &b, prepared, opts)
+            });
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&dir);
+        }
+        result
+    }
+
+    fn create_locked(
+        &self,
+        lock: &Locked,
+        id: &str,
+        b: &Bundle,
+        prepared: Prepared,
+        opts: &CreateOptions,
+    ) -> Result<Created, Error> {
+        let fifo = lock.dir.join(FIFO);
+        sys::mkfifo(&fifo, 0o600).map_err(io_err(format!("creating {}", fifo.display())))?;
+        let state_fd = sys::open_dir(&lock.dir).map_err(io_err("opening the state directory"))?;
+        let mut warnings = prepared.warnings.clone();
+        cgroup::create(&prepared.cgroups).map_err(io_err("setting up cgroups"))?;
+        let fail = |e: Error| {
+            cgroup::remove(&prepared.cgroups);
+            e
+        };
+        if let Some(res) = b
+            .spec()
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+        {
+            match cgroup::apply(&prepared.cgroups, res) {
+                Ok(w) => warnings.extend(w),
+                Err(e) => return Err(fail(io_err("applying linux.resources")(e))),
+            }
+        }
+        let pid = spawn(&prepared, state_fd, lock.fd.as_raw_fd()).map_err(fail)?;
+        let start_time = proc_stat(pid).map(|s| s.1).unwrap_or(0);
+        let saved = Saved {
+            id: id.into(),
+            pid,
+            start_time,
+            bundle: b.dir().to_path_buf(),
+            rootfs: b.rootfs(),
+            created: now_rfc3339(),
+            annotations: b
+                .spec()
+                .annotations()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            cgroups: prepared.cgroups.clone(),
+        };
+        let written = write_state(&lock.dir, &saved).and_then(|()| match &opts.pid_file {
+            Some(p) => write_atomic(p, pid.to_string().as_bytes()),
+            None => Ok(()),
+        });
+        if let Err(e) = written {
+            let _ = sys::kill(pid, libc::SIGKILL);
+            let _ = sys::waitpid(pid, 0);
+            return Err(fail(e));
+        }
+        Ok(Created { pid, warnings })
+    }
+
+    /// Lets a created container run its process.
+    pub fn start(&self, id: &str) -> Result<(), Error> {
+        let (lock, saved) = self.open(id)?;
+        let status = self.status(&lock.dir, &saved);
+        if status != Status::Created {
+            return Err(Error::NotCreated {
+                id: id.into(),
+                status,
+            });
+        }
+        let fifo = lock.dir.join(FIFO);
+        let mut f = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags_nonblock()
+            .open(&fifo)
+            .map_err(io_err(format!("opening {}", fifo.display())))?;
+        // Wait for the container to open its end and write one byte; EOF with the container
+        // gone means it died before it could be started.
+        let mut byte = [0u8; 1];
+        let mut tries = 0;
+        loop {
+            match f.read(&mut byte) {
+                Ok(1) => break,
+                Ok(_) | Err(_) if tries < 2000 && saved.alive() => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_micros(500));
+                }
+                Ok(_) | Err(_) => {
+                    let _ = fs::remove_file(&fifo);
+                    return Err(Error::Setup(format!(
+                        "container {id:?} exited before it could be started"
+                    )));
+                }
+            }
+        }
+        fs::remove_file(&fifo).map_err(io_err(format!("removing {}", fifo.display())))?;
+        Ok(())
+    }
+
+    /// Sends `signal` to the container's process (or, with `all`, to every process in its
+    /// cgroup).
+    pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), Error> {
+        let (lock, saved) = self.open(id)?;
+        if self.status(&lock.dir, &saved) == Status::Stopped {
+            return Err(Error::NotRunning(id.into()));
+        }
+        if all {
+            for p in cgroup::pids(&saved.cgroups) {
+                let _ = sys::kill(p, signal);
+            }
+        }
+        sys::kill(saved.pid, signal).map_err(io_err(format!("signalling container {id:?}")))
+    }
+
+    /// Starts another process in a running container: it joins the container's namespaces,
+    /// cgroups and root, and takes `process` (user, capabilities, rlimits, env, cwd) as given.
+    /// Returns its pid once it is about to exec; it is this process's child, so the caller can
+    /// wait for it.
+    pub fn exec(
+        &self,
+        id: &str,
+        process: oci_spec::runtime::Process,
+        opts: &ExecOptions,
+    ) -> Result<i32, Error> {
+        let (lock, saved) = self.open(id)?;
+        let status = self.status(&lock.dir, &saved);
+        if status != Status::Running && status != Status::Created {
+            return Err(Error::NotRunning(id.into()));
+        }
+        if process.terminal() == Some(true) {
+            return Err(Error::Unsupported(
+                "process.terminal is not supported yet (no -t / --console-socket)".into(),
+            ));
+        }
+        let b = Bundle::load(&saved.bundle)?;
+        let mut spec = b.spec().clone();
+        spec.set_process(Some(process));
+        spec.set_hostname(None);
+        spec.set_domainname(None);
+        let mut plan = ProcessPlan::from_spec(&spec)?;
+        plan.sysctl.clear();
+        if plan.args.is_empty() {
+            return Err(ProcessError::NoProcess.into());
+        }
+        // The container's namespaces, by its init's /proc entries, and its root.
+        let mut ns_fds = Vec::new();
+        let linux = spec.linux().as_ref();
+        for ns in linux
+            .and_then(|l| l.namespaces().as_ref())
+            .into_iter()
+            .flatten()
+        {
+            let name = match ns.typ() {
+                LinuxNamespaceType::Mount => "mnt",
+                LinuxNamespaceType::Cgroup => "cgroup",
+                LinuxNamespaceType::Uts => "uts",
+                LinuxNamespaceType::Ipc => "ipc",
+                LinuxNamespaceType::User => "user",
+                LinuxNamespaceType::Pid => "pid",
+                LinuxNamespaceType::Network => "net",
+                LinuxNamespaceType::Time => "time",
+            };
+            let path = format!("/proc/{}/ns/{name}", saved.pid);
+            let f = fs::File::open(&path).map_err(io_err(format!("opening {path}")))?;
+            ns_fds.push((ns_flag(ns.typ()), OwnedFd::from(f)));
+        }
+        let root_path = PathBuf::from(format!("/proc/{}/root", saved.pid));
+        let root = sys::open_dir(&root_path)
+            .map_err(io_err(format!("opening {}", root_path.display())))?;
+        // Settings that apply to children must be joined before cloning.
+        for (flag, fd) in &ns_fds {
+            if *flag == libc::CLONE_NEWPID || *flag == libc::CLONE_NEWTIME {
+                sys::setns(fd.as_fd(), *flag)
+                    .map_err(io_err("joining the container's pid namespace"))?;
+            }
+        }
+        let (mut rd, wr) = {
+            let (r, w) = sys::pipe().map_err(io_err("creating the sync pipe"))?;
+            (fs::File::from(r), w)
+        };
+        // SAFETY: the tinyo CLI is single-threaded; the child never returns from this block.
+        let pid = unsafe { sys::clone3(0) }.map_err(io_err("cloning the exec process"))?;
+        let Some(pid) = pid else {
+            drop(rd);
+            sys::close_raw(lock.fd.as_raw_fd());
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                exec_child(&plan, &saved.cgroups, &ns_fds, root, wr)
+            }));
+            sys::exit_now(1);
+        };
+        drop(wr);
+        let mut first = [0u8; 1];
+        if rd.read(&mut first).unwrap_or(0) == 1 && first[0] == b'R' {
+            if let Some(p) = &opts.pid_file {
+                if let Err(e) = write_atomic(p, pid.to_string().as_bytes()) {
+                    let _ = sys::kill(pid, libc::SIGKILL);
+                    let _ = sys::waitpid(pid, 0);
+                    return Err(e);
+                }
+            }
+            return Ok(pid);
+        }
+        let mut buf = Vec::new();
+        let _ = rd.read_to_end(&mut buf);
+        let _ = sys::waitpid(pid, 0);
+        let msg = String::from_utf8_lossy(&buf).trim().to_string();
+        Err(Error::Setup(if msg.is_empty() {
+            "the exec process exited during setup".into()
+        } else {
+            msg
+        }))
+    }
+
+    /// The pids of the container's processes (its cgroup's members, or just its init).
+    pub fn pids(&self, id: &str) -> Result<Vec<i32>, Error> {
+        let (lock, saved) = self.open(id)?;
+        if self.status(&lock.dir, &saved) == Status::Stopped {
+            return Ok(Vec::new());
+        }
+        let mut pids = cgroup::pids(&saved.cgroups);
+        if pids.is_empty() {
+            pids.push(saved.pid);
+        }
+        Ok(pids)
+    }
+
+    /// Removes the container: its cgroups and state. A container that is still running needs
+    /// `force`, which kills it (SIGKILL) first.
+    pub fn delete(&self, id: &str, force: bool) -> Result<(), Error> {
+        let (lock, saved) = self.open(id)?;
+        let status = self.status(&lock.dir, &saved);
+        if status == Status::Running || status == Status::Created {
+            if !force && status == Status::Running {
+                return Err(Error::StillRunning {
+                    id: id.into(),
+                    status,
+                });
+            }
+            for p in cgroup::pids(&saved.cgroups) {
+                let _ = sys::kill(p, libc::SIGKILL);
+            }
+            let _ = sys::kill(saved.pid, libc::SIGKILL);
+            // Our own child (run): reap it. Otherwise wait until it is a zombie or gone.
+            for _ in 0..2000 {
+                let _ = sys::waitpid(saved.pid, libc::WNOHANG);
+                if !saved.alive() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        cgroup::remove(&saved.cgroups);
+        fs::remove_dir_all(&lock.dir).map_err(io_err(format!("removing {}", lock.dir.display())))
+    }
+}
+
+trait NonBlock {
+    fn custom_flags_nonblock(&mut self) -> &mut Self;
+}
+
+impl NonBlock for fs::OpenOptions {
+    fn custom_flags_nonblock(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.custom_flags(libc::O_NONBLOCK)
+    }
+}
+
+fn write_atomic(path: &Path, data: &[u8]) -> Result<(), Error> {
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    fs::write(&tmp, data)
+        .and_then(|()| fs::rename(&tmp, path))
+        .map_err(io_err(format!("writing {}", path.display())))
+}
+
+fn write_state(dir: &Path, saved: &Saved) -> Result<(), Error> {
+    let json = serde_json::to_vec(saved).map_err(|e| Error::Io {
+        what: "serialising state".into(),
+        source: io::Error::other(e),
+    })?;
+    write_atomic(&dir.join(STATE), &json)
+}
+
+/// Everything computed before cloning.
+struct Prepared {
+    plan: mounts::Plan,
+    process: ProcessPlan,
+    cgroups: Vec<cgroup::Dir>,
+    cgroup_binds: Vec<(String, String)>,
+    /// Namespaces to create (clone flags) and to join (type flag, path).
+    clone_flags: u64,
+    join: Vec<(libc::c_int, PathBuf)>,
+    uts: bool,
+    warnings: Vec<String>,
+}
+
+fn ns_flag(t: LinuxNamespaceType) -> libc::c_int {
+    match t {
+        LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
+        LinuxNamespaceType::User => libc::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
+        LinuxNamespaceType::Network => libc::CLONE_NEWNET,
+        LinuxNamespaceType::Time => libc::CLONE_NEWTIME,
+    }
+}
+
+impl Prepared {
+    fn new(b: &Bundle, id: &str, opts: &CreateOptions) -> Result<Self, Error> {
+        let spec = b.spec();
+        let plan = mounts::plan(
+            spec,
+            b.dir(),
+            &b.rootfs(),
+            PlanOptions {
+                no_pivot: opts.no_pivot,
+            },
+        )?;
+        let process = ProcessPlan::from_spec(spec)?;
+        if process.args.is_empty() {
+            return Err(ProcessError::NoProcess.into());
+        }
+        let linux = spec.linux().as_ref();
+        let mut clone_flags = 0u64;
+        let mut join = Vec::new();
+        let mut has_mount = false;
+        let mut uts = false;
+        for ns in linux
+            .and_then(|l| l.namespaces().as_ref())
+            .into_iter()
+            .flatten()
+        {
+            let flag = ns_flag(ns.typ());
+            if ns.typ() == LinuxNamespaceType::User {
+                return Err(Error::Unsupported(
+                    "linux.namespaces: user namespaces are not supported yet (uid/gid mappings come with issue 6)".into(),
+                ));
+            }
+            match ns.typ() {
+                LinuxNamespaceType::Mount => has_mount = true,
+                LinuxNamespaceType::Uts => uts = true,
+                _ => {}
+            }
+            match ns.path() {
+                Some(p) if !p.as_os_str().is_empty() => {
+                    if !p.exists() {
+                        return Err(Error::Unsupported(format!(
+                            "linux.namespaces: {:?} namespace path {} does not exist",
+                            serde_name(&ns.typ()),
+                            p.display()
+                        )));
+                    }
+                    join.push((flag, p.clone()));
+                }
+                _ => clone_flags |= flag as u64,
+            }
+        }
+        if !has_mount {
+            return Err(Error::Unsupported(
+                "linux.namespaces: a mount namespace is required (tinyo never mounts in the host's namespace)".into(),
+            ));
+        }
+        let mut warnings = Vec::new();
+        let l = linux;
+        if l.and_then(|l| l.seccomp().as_ref()).is_some() {
+            return Err(Error::Unsupported(
+                "linux.seccomp is not supported yet (issue 6); remove it from the config to run without a filter".into(),
+            ));
+        }
+        if l.and_then(|l| l.uid_mappings().as_ref())
+            .is_some_and(|m| !m.is_empty())
+        {
+            return Err(Error::Unsupported(
+                "linux.uidMappings: user namespaces are not supported yet".into(),
+            ));
+        }
+        if spec
+            .process()
+            .as_ref()
+            .is_some_and(|p| p.terminal() == Some(true))
+        {
+            return Err(Error::Unsupported(
+                "process.terminal is not supported yet: set \"terminal\": false (no --console-socket support)".into(),
+            ));
+        }
+        if spec.hooks().is_some() {
+            warnings.push("hooks are not run yet".into());
+        }
+        let cgroups_path = l.and_then(|l| l.cgroups_path().as_deref());
+        let cgroups = cgroup::plan(cgroups_path, id);
+        let cgroup_binds = if plan
+            .ops
+            .iter()
+            .any(|o| matches!(o, mounts::Op::Cgroup { .. }))
+        {
+            cgroup::mount_binds(&cgroups)
+        } else {
+            Vec::new()
+        };
+        Ok(Self {
+            plan,
+            process,
+            cgroups,
+            cgroup_binds,
+            clone_flags,
+            join,
+            uts,
+            warnings,
+        })
+    }
+}
+
+fn serde_name<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Clones the container process and waits until it reports that it is set up and waiting on
+/// the exec barrier (or why it failed).
+fn spawn(p: &Prepared, state_fd: OwnedFd, lock_fd: std::os::fd::RawFd) -> Result<i32, Error> {
+    let (mut rd, wr) = {
+        let (r, w) = sys::pipe().map_err(io_err("creating the sync pipe"))?;
+        (fs::File::from(r), w)
+    };
+    // Join namespaces given by path: the pid namespace must be joined before cloning (it
+    // applies to children); the others are joined in the child.
+    let mut ns_fds = Vec::new();
+    for (flag, path) in &p.join {
+        let f = fs::File::open(path)
+            .map_err(io_err(format!("opening namespace {}", path.display())))?;
+        ns_fds.push((*flag, OwnedFd::from(f)));
+    }
+    for (flag, fd) in &ns_fds {
+        if *flag == libc::CLONE_NEWPID {
+            sys::setns(fd.as_fd(), *flag).map_err(io_err("joining the pid namespace"))?;
+        }
+    }
+    // SAFETY: the tinyo CLI is single-threaded when it creates a container; the child never
+    // returns from `child_main`.
+    let pid =
+        unsafe { sys::clone3(p.clone_flags) }.map_err(io_err("cloning the container process"))?;
+    let Some(pid) = pid else {
+        drop(rd);
+        // The lock is the creator's: a copy held here would block `start` forever.
+        sys::close_raw(lock_fd);
+        let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            child_main(p, &ns_fds, state_fd, wr)
+        })) {
+            Ok(()) => 1,
+            Err(_) => 2,
+        };
+        sys::exit_now(code);
+    };
+    drop(wr);
+    drop(state_fd);
+    let mut buf = Vec::new();
+    let mut first = [0u8; 1];
+    let n = rd.read(&mut first).unwrap_or(0);
+    if n == 1 && first[0] == b'R' {
+        return Ok(pid);
+    }
+    let _ = rd.read_to_end(&mut buf);
+    let _ = sys::kill(pid, libc::SIGKILL);
+    let _ = sys::waitpid(pid, 0);
+    let msg = String::from_utf8_lossy(&buf).trim().to_string();
+    Err(Error::Setup(if msg.is_empty() {
+        "the container process exited during setup".into()
+    } else {
+        msg
+    }))
+}
+
+/// The container process: never returns normally except to report failure on `sync`.
+fn child_main(p: &Prepared, ns_fds: &[(libc::c_int, OwnedFd)], state_fd: OwnedFd, sync: OwnedFd) {
+    let mut sync = fs::File::from(sync);
+    let report = |sync: &mut fs::File, msg: String| {
+        let _ = sync.write_all(b"E");
+        let _ = sync.write_all(msg.as_bytes());
+    };
+    // Die with the creating process until setup is finished.
+    let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as _, 0);
+    let setup = || -> Result<std::path::PathBuf, String> {
+        cgroup::join_self(&p.cgroups).map_err(|e| e.to_string())?;
+        for (flag, fd) in ns_fds {
+            if *flag != libc::CLONE_NEWPID {
+                sys::setns(fd.as_fd(), *flag).map_err(|e| format!("joining namespace: {e}"))?;
+            }
+        }
+        crate::rootfs::apply(&p.plan, &p.cgroup_binds).map_err(|e| error_chain(&e))?;
+        process::apply_system(&p.process, p.uts)?;
+        if !p.process.cwd.is_dir() {
+            return Err(format!(
+                "process.cwd {} is not a directory in the container",
+                p.process.cwd.display()
+            ));
+        }
+        p.process.resolve_exe().map_err(|e| e.to_string())
+    };
+    let exe = match setup() {
+        Ok(exe) => exe,
+        Err(msg) => return report(&mut sync, msg),
+    };
+    let _ = sys::prctl(libc::PR_SET_PDEATHSIG, 0, 0);
+    if sync.write_all(b"R").is_err() {
+        return;
+    }
+    drop(sync);
+    // The exec barrier: blocks until `start` opens the FIFO for reading.
+    let fifo = c"exec.fifo";
+    // SAFETY: `state_fd` is a live O_PATH directory descriptor and `fifo` NUL-terminated.
+    let fd = unsafe {
+        libc::openat(
+            state_fd.as_raw_fd(),
+            fifo.as_ptr(),
+            libc::O_WRONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return;
+    }
+    // SAFETY: openat just returned this descriptor and nothing else owns it.
+    let mut f = fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    if f.write_all(b"0").is_err() {
+        return;
+    }
+    drop(f);
+    drop(state_fd);
+    if let Err(msg) = process::apply_identity(&p.process) {
+        eprintln!("tinyo: container setup: {msg}");
+        return;
+    }
+    let err = process::exec(&p.process, &exe);
+    eprintln!("tinyo: {err}");
+}
+
+/// The exec'd process: joins everything of the container, then execs.
+fn exec_child(
+    p: &ProcessPlan,
+    cgroups: &[cgroup::Dir],
+    ns_fds: &[(libc::c_int, OwnedFd)],
+    root: OwnedFd,
+    sync: OwnedFd,
+) {
+    let mut sync = fs::File::from(sync);
+    let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as _, 0);
+    let setup = || -> Result<PathBuf, String> {
+        cgroup::join_self(cgroups).map_err(|e| e.to_string())?;
+        // The mount namespace last: the others are opened by descriptor, so order is free.
+        let mut order: Vec<&(libc::c_int, OwnedFd)> = ns_fds
+            .iter()
+            .filter(|(f, _)| *f != libc::CLONE_NEWPID && *f != libc::CLONE_NEWTIME)
+            .collect();
+        order.sort_by_key(|(f, _)| *f == libc::CLONE_NEWNS);
+        for (flag, fd) in order {
+            sys::setns(fd.as_fd(), *flag)
+                .map_err(|e| format!("joining namespace {flag:#x}: {e}"))?;
+        }
+        sys::fchdir(root.as_fd()).map_err(|e| format!("entering the container root: {e}"))?;
+        std::os::unix::fs::chroot(".").map_err(|e| format!("entering the container root: {e}"))?;
+        std::env::set_current_dir("/").map_err(|e| format!("entering the container root: {e}"))?;
+        drop(root);
+        process::apply_system(p, false)?;
+        if !p.cwd.is_dir() {
+            return Err(format!(
+                "cwd {} is not a directory in the container",
+                p.cwd.display()
+            ));
+        }
+        p.resolve_exe().map_err(|e| e.to_string())
+    };
+    let exe = match setup() {
+        Ok(exe) => exe,
+        Err(msg) => {
+            let _ = sync.write_all(b"E");
+            let _ = sync.write_all(msg.as_bytes());
+            return;
+        }
+    };
+    let _ = sys::prctl(libc::PR_SET_PDEATHSIG, 0, 0);
+    if sync.write_all(b"R").is_err() {
+        return;
+    }
+    drop(sync);
+    if let Err(msg) = process::apply_identity(p) {
+        eprintln!("tinyo: exec setup: {msg}");
+        return;
+    }
+    let err = process::exec(p, &exe);
+    eprintln!("tinyo: {err}");
+}
+
+/// `err: cause: cause` on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Signals a foreground `run` passes on to its container.
+pub const FORWARDED_SIGNALS: &[i32] = &[
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGTERM,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGWINCH,
+];
+
+/// Passes [`FORWARDED_SIGNALS`] received by this process on to `pid`.
+pub fn forward_signals(pid: i32) -> Result<(), Error> {
+    sys::forward_signals(pid, FORWARDED_SIGNALS).map_err(io_err("installing signal forwarding"))
+}
+
+/// Waits for our own child `pid` and turns its status into a shell-style exit code
+/// (128+N for a signal).
+pub fn wait_exit_code(pid: i32) -> Result<i32, Error> {
+    let (_, status) = sys::waitpid(pid, 0).map_err(io_err("waiting for the container"))?;
+    Ok(if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        1
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_checked() {
+        for bad in ["", ".", "..", "a/b", "a b", "../x"] {
+            assert!(check_id(bad).is_err(), "{bad:?}");
+        }
+        check_id("abc-1.2_x+y").unwrap();
+    }
+
+    #[test]
+    fn time_is_rfc3339() {
+        let t = now_rfc3339();
+        assert_eq!(t.len(), "2026-11-29T11:00:23.123456789Z".len(), "{t}");
+        assert!(
+            t.starts_with("20") && t.ends_with('Z') && &t[10..11] == "T",
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn unknown_container_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = Runtime::new(dir.path());
+        let err = rt.state("nope").unwrap_err().to_string();
+        assert!(err.contains("\"nope\" does not exist"), "{err}");
+        assert!(rt.list().unwrap().is_empty());
+    }
+}

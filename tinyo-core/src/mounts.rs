@@ -1,0 +1,681 @@
+//! Planning the container's filesystem: from a bundle's spec, an ordered list of [`Op`]s that
+//! [`crate::rootfs`] carries out in the child. Planning is pure (no system calls), so every
+//! decision — flags parsed from options, default devices, masked paths — is unit-tested
+//! without root.
+
+use std::path::{Component, Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+
+/// Why the filesystem of a container cannot be planned. Every variant names the mount.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("mount {dest}: type {typ:?} is not supported")]
+    BadType { dest: String, typ: String },
+    #[error("mount {dest}: option {option:?} is not supported yet")]
+    Unsupported { dest: String, option: String },
+    #[error("{what} {path}: the path escapes the container root")]
+    Escape { what: &'static str, path: String },
+    #[error("linux.rootfsPropagation {0:?} is not a propagation mode")]
+    Propagation(String),
+    #[error("device {path}: type {typ:?} is not one of c, b, u, p")]
+    DeviceType { path: String, typ: String },
+}
+
+/// What a mount destination must be before something is mounted on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DestKind {
+    Dir,
+    /// A bind mount whose source is not a directory: the destination is an empty file.
+    File,
+}
+
+/// One step of setting up the container's filesystem, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// `mount("", "/", MS_REC|MS_PRIVATE)`: nothing mounted later can propagate to the host.
+    PrivatizeHost,
+    /// Bind the rootfs onto itself (`MS_BIND|MS_REC`) so it is a mount point for pivot_root.
+    BindRootfs { rootfs: PathBuf },
+    /// Mount something at `dest` (a path inside the container root).
+    Mount {
+        source: Option<PathBuf>,
+        dest: PathBuf,
+        fstype: Option<String>,
+        flags: u64,
+        data: String,
+        kind: DestKind,
+    },
+    /// Remount a bind mount to apply flags that a bind ignores (ro, nosuid, nodev, noexec…).
+    Remount { dest: PathBuf, flags: u64 },
+    /// Change the propagation of the mount at `dest`.
+    Propagation { dest: PathBuf, flags: u64 },
+    /// The `cgroup` mount type: a tmpfs at `dest` holding a read-only bind of the container's
+    /// own cgroup in every hierarchy the host has (what runc does on cgroup v1 hosts).
+    Cgroup { dest: PathBuf, flags: u64 },
+    /// Create a device node.
+    Device {
+        path: PathBuf,
+        kind: u32,
+        major: i64,
+        minor: i64,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    /// Create a symlink `link -> target` (target is not resolved).
+    Symlink { target: PathBuf, link: PathBuf },
+    /// Propagation of the new root (`linux.rootfsPropagation`).
+    RootPropagation { flags: u64 },
+    /// Make the root the container's `/`: pivot_root, or chroot with `--no-pivot`.
+    EnterRoot { pivot: bool },
+    /// After entering the root: hide a path (tmpfs over a directory, /dev/null over a file).
+    Mask { path: PathBuf },
+    /// After entering the root: bind a path onto itself read-only.
+    ReadOnly { path: PathBuf },
+    /// After entering the root: remount `/` read-only (`root.readonly`).
+    ReadOnlyRoot,
+}
+
+/// The result of planning: the ops in the order they must run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub ops: Vec<Op>,
+}
+
+/// Mount flags (`MS_*`), as u64 so the planner does not depend on the platform's `c_ulong`.
+// `c_ulong` is u64 here but not on every target: the casts keep this portable.
+#[allow(clippy::unnecessary_cast)]
+pub mod ms {
+    pub const RDONLY: u64 = libc::MS_RDONLY as u64;
+    pub const NOSUID: u64 = libc::MS_NOSUID as u64;
+    pub const NODEV: u64 = libc::MS_NODEV as u64;
+    pub const NOEXEC: u64 = libc::MS_NOEXEC as u64;
+    pub const SYNCHRONOUS: u64 = libc::MS_SYNCHRONOUS as u64;
+    pub const REMOUNT: u64 = libc::MS_REMOUNT as u64;
+    pub const MANDLOCK: u64 = libc::MS_MANDLOCK as u64;
+    pub const DIRSYNC: u64 = libc::MS_DIRSYNC as u64;
+    pub const NOATIME: u64 = libc::MS_NOATIME as u64;
+    pub const NODIRATIME: u64 = libc::MS_NODIRATIME as u64;
+    pub const BIND: u64 = libc::MS_BIND as u64;
+    pub const REC: u64 = libc::MS_REC as u64;
+    pub const SILENT: u64 = libc::MS_SILENT as u64;
+    pub const UNBINDABLE: u64 = libc::MS_UNBINDABLE as u64;
+    pub const PRIVATE: u64 = libc::MS_PRIVATE as u64;
+    pub const SLAVE: u64 = libc::MS_SLAVE as u64;
+    pub const SHARED: u64 = libc::MS_SHARED as u64;
+    pub const RELATIME: u64 = libc::MS_RELATIME as u64;
+    pub const STRICTATIME: u64 = libc::MS_STRICTATIME as u64;
+}
+
+/// Mount options split the way the kernel wants them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParsedOptions {
+    /// `MS_*` flags for mount(2).
+    pub flags: u64,
+    /// Propagation changes to apply afterwards, in order.
+    pub propagation: Vec<u64>,
+    /// Everything else, comma-joined, as the filesystem's data string.
+    pub data: String,
+}
+
+/// Parses fstab-style options as runc does: known flags set or clear `MS_*` bits, propagation
+/// names are collected separately, recursive attributes (`rro`, …) and `tmpcopyup`/`idmap`
+/// are refused (not implemented), and anything else is filesystem data.
+pub fn parse_options(dest: &Path, options: &[String]) -> Result<ParsedOptions, PlanError> {
+    use ms::*;
+    let mut p = ParsedOptions::default();
+    let mut data: Vec<&str> = Vec::new();
+    for o in options {
+        let (set, clear) = match o.as_str() {
+            "defaults" => (0, 0),
+            "ro" => (RDONLY, 0),
+            "rw" => (0, RDONLY),
+            "nosuid" => (NOSUID, 0),
+            "suid" => (0, NOSUID),
+            "nodev" => (NODEV, 0),
+            "dev" => (0, NODEV),
+            "noexec" => (NOEXEC, 0),
+            "exec" => (0, NOEXEC),
+            "sync" => (SYNCHRONOUS, 0),
+            "async" => (0, SYNCHRONOUS),
+            "dirsync" => (DIRSYNC, 0),
+            "remount" => (REMOUNT, 0),
+            "mand" => (MANDLOCK, 0),
+            "nomand" => (0, MANDLOCK),
+            "atime" => (0, NOATIME),
+            "noatime" => (NOATIME, 0),
+            "diratime" => (0, NODIRATIME),
+            "nodiratime" => (NODIRATIME, 0),
+            "relatime" => (RELATIME, 0),
+            "norelatime" => (0, RELATIME),
+            "strictatime" => (STRICTATIME, 0),
+            "nostrictatime" => (0, STRICTATIME),
+            "silent" => (SILENT, 0),
+            "loud" => (0, SILENT),
+            "bind" => (BIND, 0),
+            "rbind" => (BIND | REC, 0),
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
+            | "runbindable" => {
+                p.propagation.push(propagation_flags(o).unwrap_or(PRIVATE));
+                continue;
+            }
+            "tmpcopyup" | "idmap" | "ridmap" => return Err(unsupported(dest, o)),
+            r if is_recursive_attr(r) => return Err(unsupported(dest, o)),
+            other => {
+                data.push(other);
+                continue;
+            }
+        };
+        p.flags = (p.flags | set) & !clear;
+    }
+    p.data = data.join(",");
+    Ok(p)
+}
+
+fn unsupported(dest: &Path, option: &str) -> PlanError {
+    PlanError::Unsupported {
+        dest: dest.display().to_string(),
+        option: option.to_string(),
+    }
+}
+
+fn is_recursive_attr(o: &str) -> bool {
+    matches!(
+        o,
+        "rro"
+            | "rrw"
+            | "rnosuid"
+            | "rsuid"
+            | "rnodev"
+            | "rdev"
+            | "rnoexec"
+            | "rexec"
+            | "rnodiratime"
+            | "rdiratime"
+            | "rrelatime"
+            | "rnorelatime"
+            | "rnoatime"
+            | "ratime"
+            | "rstrictatime"
+            | "rnostrictatime"
+            | "rnosymfollow"
+            | "rsymfollow"
+    )
+}
+
+/// `MS_*` flags of a propagation name (`rprivate` → `MS_REC|MS_PRIVATE`).
+pub fn propagation_flags(name: &str) -> Option<u64> {
+    use ms::*;
+    Some(match name {
+        "private" => PRIVATE,
+        "rprivate" => REC | PRIVATE,
+        "shared" => SHARED,
+        "rshared" => REC | SHARED,
+        "slave" => SLAVE,
+        "rslave" => REC | SLAVE,
+        "unbindable" => UNBINDABLE,
+        "runbindable" => REC | UNBINDABLE,
+        _ => return None,
+    })
+}
+
+/// Filesystem types a `mounts[]` entry may name.
+const KNOWN_TYPES: &[&str] = &[
+    "bind",
+    "none",
+    "proc",
+    "sysfs",
+    "tmpfs",
+    "devpts",
+    "mqueue",
+    "cgroup",
+    "cgroup2",
+    "overlay",
+    "ramfs",
+    "hugetlbfs",
+    "securityfs",
+    "debugfs",
+    "tracefs",
+    "bpf",
+    "fusectl",
+    "configfs",
+    "binfmt_misc",
+    "devtmpfs",
+];
+
+/// Lexically checks that `path` stays inside the root (`..` never climbs above it).
+fn check_inside(what: &'static str, path: &Path) -> Result<(), PlanError> {
+    let mut depth: i32 = 0;
+    for c in path.components() {
+        match c {
+            Component::ParentDir => depth -= 1,
+            Component::Normal(_) => depth += 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return Err(PlanError::Escape {
+                what,
+                path: path.display().to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Options that decide how a `mounts[]` entry is planned, beyond the spec itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanOptions {
+    /// `--no-pivot`: chroot instead of pivot_root.
+    pub no_pivot: bool,
+}
+
+/// Whether `path` (a bind source) is a directory on the host; a missing source counts as a
+/// directory so the mount fails later with the kernel's own error naming it.
+fn source_is_dir(path: &Path) -> bool {
+    std::fs::metadata(path).map(|m| m.is_dir()).unwrap_or(true)
+}
+
+/// Plans the container filesystem for `spec`, whose rootfs is `rootfs` and bundle `bundle`
+/// (relative bind sources are taken relative to the bundle).
+pub fn plan(
+    spec: &Spec,
+    bundle: &Path,
+    rootfs: &Path,
+    opts: PlanOptions,
+) -> Result<Plan, PlanError> {
+    use ms::*;
+    let mut ops = vec![
+        Op::PrivatizeHost,
+        Op::BindRootfs {
+            rootfs: rootfs.to_path_buf(),
+        },
+    ];
+    let mut dev_is_bind = false;
+    for m in spec.mounts().iter().flatten() {
+        let dest = m.destination().clone();
+        check_inside("mount destination", &dest)?;
+        let dest_s = dest.display().to_string();
+        let options = parse_options(&dest, m.options().as_deref().unwrap_or_default())?;
+        let typ = m.typ().clone().unwrap_or_default();
+        if !typ.is_empty() && !KNOWN_TYPES.contains(&typ.as_str()) {
+            return Err(PlanError::BadType { dest: dest_s, typ });
+        }
+        let is_bind = typ == "bind" || options.flags & BIND != 0;
+        if typ.is_empty() && !is_bind {
+            return Err(PlanError::BadType {
+                dest: dest_s,
+                typ: "(none, and no bind option)".into(),
+            });
+        }
+        if typ == "cgroup" && !is_bind {
+            ops.push(Op::Cgroup {
+                dest,
+                flags: options.flags,
+            });
+            continue;
+        }
+        if is_bind {
+            let source = m
+                .source()
+                .clone()
+                .map(|s| if s.is_absolute() { s } else { bundle.join(s) });
+            let kind = match &source {
+                Some(s) if !source_is_dir(s) => DestKind::File,
+                _ => DestKind::Dir,
+            };
+            if Path::new("/dev") == dest {
+                dev_is_bind = true;
+            }
+            let flags = options.flags | BIND;
+            ops.push(Op::Mount {
+                source,
+                dest: dest.clone(),
+                fstype: None,
+                flags: flags & (BIND | REC),
+                data: options.data.clone(),
+                kind,
+            });
+            // A bind ignores every other flag: apply them with a remount.
+            let rest = flags & !(BIND | REC | REMOUNT);
+            if rest != 0 {
+                ops.push(Op::Remount {
+                    dest: dest.clone(),
+                    flags: rest,
+                });
+            }
+        } else {
+            ops.push(Op::Mount {
+                source: m.source().clone(),
+                dest: dest.clone(),
+                fstype: Some(typ),
+                flags: options.flags,
+                data: options.data.clone(),
+                kind: DestKind::Dir,
+            });
+        }
+        for p in options.propagation {
+            ops.push(Op::Propagation {
+                dest: dest.clone(),
+                flags: p,
+            });
+        }
+    }
+    if !dev_is_bind {
+        default_devices(&mut ops);
+    }
+    let linux = spec.linux().as_ref();
+    for d in linux
+        .and_then(|l| l.devices().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        check_inside("device", d.path())?;
+        let kind = match d.typ() {
+            oci_spec::runtime::LinuxDeviceType::C | oci_spec::runtime::LinuxDeviceType::U => {
+                libc::S_IFCHR
+            }
+            oci_spec::runtime::LinuxDeviceType::B => libc::S_IFBLK,
+            oci_spec::runtime::LinuxDeviceType::P => libc::S_IFIFO,
+            other => {
+                return Err(PlanError::DeviceType {
+                    path: d.path().display().to_string(),
+                    typ: format!("{other:?}"),
+                })
+            }
+        };
+        ops.push(Op::Device {
+            path: d.path().clone(),
+            kind,
+            major: d.major(),
+            minor: d.minor(),
+            mode: d.file_mode().unwrap_or(0o666),
+            uid: d.uid().unwrap_or(0),
+            gid: d.gid().unwrap_or(0),
+        });
+    }
+    let root_prop = match linux.and_then(|l| l.rootfs_propagation().as_ref()) {
+        Some(name) if !name.is_empty() => {
+            Some(propagation_flags(name).ok_or_else(|| PlanError::Propagation(name.clone()))?)
+        }
+        _ => None,
+    };
+    if let Some(flags) = root_prop {
+        ops.push(Op::RootPropagation { flags });
+    }
+    ops.push(Op::EnterRoot {
+        pivot: !opts.no_pivot,
+    });
+    for p in linux
+        .and_then(|l| l.readonly_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        check_inside("readonly path", Path::new(p))?;
+        ops.push(Op::ReadOnly { path: p.into() });
+    }
+    for p in linux
+        .and_then(|l| l.masked_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        check_inside("masked path", Path::new(p))?;
+        ops.push(Op::Mask { path: p.into() });
+    }
+    if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+        ops.push(Op::ReadOnlyRoot);
+    }
+    Ok(Plan { ops })
+}
+
+/// The devices and links every container gets (runc's list), unless `/dev` is a host bind.
+fn default_devices(ops: &mut Vec<Op>) {
+    for (name, major, minor) in [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("tty", 5, 0),
+        ("urandom", 1, 9),
+        ("random", 1, 8),
+    ] {
+        ops.push(Op::Device {
+            path: Path::new("/dev").join(name),
+            kind: libc::S_IFCHR,
+            major,
+            minor,
+            mode: 0o666,
+            uid: 0,
+            gid: 0,
+        });
+    }
+    for (target, link) in [
+        ("/proc/self/fd", "/dev/fd"),
+        ("/proc/self/fd/0", "/dev/stdin"),
+        ("/proc/self/fd/1", "/dev/stdout"),
+        ("/proc/self/fd/2", "/dev/stderr"),
+        ("pts/ptmx", "/dev/ptmx"),
+    ] {
+        ops.push(Op::Symlink {
+            target: target.into(),
+            link: link.into(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ms::*;
+    use super::*;
+
+    fn spec(json: &str) -> Spec {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn default_plan() -> Plan {
+        let s = Spec::default();
+        plan(
+            &s,
+            Path::new("/b"),
+            Path::new("/b/rootfs"),
+            PlanOptions::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn options_set_and_clear_flags_and_keep_data() {
+        let o: Vec<String> = [
+            "nosuid", "ro", "rw", "noexec", "mode=755", "size=64k", "rbind", "rslave",
+        ]
+        .map(String::from)
+        .to_vec();
+        let p = parse_options(Path::new("/x"), &o).unwrap();
+        assert_eq!(p.flags, NOSUID | NOEXEC | BIND | REC);
+        assert_eq!(p.data, "mode=755,size=64k");
+        assert_eq!(p.propagation, vec![REC | SLAVE]);
+    }
+
+    #[test]
+    fn recursive_attributes_are_refused_not_ignored() {
+        let err = parse_options(Path::new("/x"), &["rro".into()]).unwrap_err();
+        assert!(err.to_string().contains("rro"), "{err}");
+        assert!(err.to_string().contains("/x"), "{err}");
+    }
+
+    #[test]
+    fn default_spec_plan_starts_private_and_enters_root_before_hiding_paths() {
+        let p = default_plan();
+        assert_eq!(p.ops[0], Op::PrivatizeHost);
+        assert!(matches!(&p.ops[1], Op::BindRootfs { rootfs } if rootfs == Path::new("/b/rootfs")));
+        let enter = p
+            .ops
+            .iter()
+            .position(|o| matches!(o, Op::EnterRoot { pivot: true }))
+            .unwrap();
+        let first_mask = p
+            .ops
+            .iter()
+            .position(|o| matches!(o, Op::Mask { .. }))
+            .unwrap();
+        let first_ro = p
+            .ops
+            .iter()
+            .position(|o| matches!(o, Op::ReadOnly { .. }))
+            .unwrap();
+        // runc's order: read-only paths, then masked paths.
+        assert!(enter < first_ro && first_ro < first_mask);
+        // proc is mounted first, with the spec's order kept.
+        assert!(
+            matches!(&p.ops[2], Op::Mount { dest, fstype: Some(t), .. } if dest == Path::new("/proc") && t == "proc")
+        );
+        // /sys is read-only, nosuid, noexec, nodev.
+        assert!(p
+            .ops
+            .iter()
+            .any(|o| matches!(o, Op::Mount { dest, flags, .. }
+            if dest == Path::new("/sys") && *flags == RDONLY | NOSUID | NOEXEC | NODEV)));
+        // The default tmpfs /dev keeps its data.
+        assert!(p
+            .ops
+            .iter()
+            .any(|o| matches!(o, Op::Mount { dest, data, .. }
+            if dest == Path::new("/dev") && data.contains("mode=755"))));
+        assert!(p.ops.iter().any(|o| matches!(o, Op::Cgroup { .. })));
+    }
+
+    #[test]
+    fn default_devices_and_links_follow_the_mounts() {
+        let p = default_plan();
+        let devs: Vec<_> = p
+            .ops
+            .iter()
+            .filter_map(|o| match o {
+                Op::Device { path, .. } => Some(path.display().to_string()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            devs,
+            [
+                "/dev/null",
+                "/dev/zero",
+                "/dev/full",
+                "/dev/tty",
+                "/dev/urandom",
+                "/dev/random"
+            ]
+        );
+        assert!(p.ops.contains(&Op::Symlink {
+            target: "pts/ptmx".into(),
+            link: "/dev/ptmx".into()
+        }));
+        let last_mount = p
+            .ops
+            .iter()
+            .rposition(|o| matches!(o, Op::Mount { .. }))
+            .unwrap();
+        let first_dev = p
+            .ops
+            .iter()
+            .position(|o| matches!(o, Op::Device { .. }))
+            .unwrap();
+        assert!(last_mount < first_dev);
+    }
+
+    #[test]
+    fn ro_bind_becomes_bind_then_remount_and_file_sources_need_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("file"), "x").unwrap();
+        let s = spec(&format!(
+            r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},"mounts":[
+              {{"destination":"/etc/x","source":"file","options":["bind","ro","nosuid"]}},
+              {{"destination":"/data","type":"bind","source":"{}","options":["rbind","rprivate"]}}]}}"#,
+            dir.path().display()
+        ));
+        let p = plan(
+            &s,
+            dir.path(),
+            &dir.path().join("rootfs"),
+            PlanOptions { no_pivot: true },
+        )
+        .unwrap();
+        assert_eq!(
+            p.ops[2],
+            Op::Mount {
+                source: Some(dir.path().join("file")),
+                dest: "/etc/x".into(),
+                fstype: None,
+                flags: BIND,
+                data: String::new(),
+                kind: DestKind::File
+            }
+        );
+        assert_eq!(
+            p.ops[3],
+            Op::Remount {
+                dest: "/etc/x".into(),
+                flags: RDONLY | NOSUID
+            }
+        );
+        assert!(
+            matches!(&p.ops[4], Op::Mount { flags, kind: DestKind::Dir, .. } if *flags == BIND | REC)
+        );
+        assert_eq!(
+            p.ops[5],
+            Op::Propagation {
+                dest: "/data".into(),
+                flags: REC | PRIVATE
+            }
+        );
+        // No /dev mount in this spec: default devices are still planned, and chroot is used.
+        assert!(p.ops.iter().any(|o| matches!(o, Op::Device { .. })));
+        assert!(p.ops.contains(&Op::EnterRoot { pivot: false }));
+    }
+
+    #[test]
+    fn bad_type_escape_and_bad_propagation_are_named() {
+        let base = r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"mounts":[MOUNT]}"#;
+        let check = |mount: &str, want: &str| {
+            let s = spec(&base.replace("MOUNT", mount));
+            let err = plan(
+                &s,
+                Path::new("/b"),
+                Path::new("/b/r"),
+                PlanOptions::default(),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(want), "{err} should mention {want}");
+        };
+        check(r#"{"destination":"/x","type":"nosuchfs"}"#, "nosuchfs");
+        check(r#"{"destination":"/../../etc","type":"tmpfs"}"#, "escapes");
+        let s = spec(
+            r#"{"ociVersion":"1.0.2","root":{"path":"r"},"linux":{"rootfsPropagation":"sideways"}}"#,
+        );
+        let err = plan(
+            &s,
+            Path::new("/b"),
+            Path::new("/b/r"),
+            PlanOptions::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("sideways"));
+    }
+
+    #[test]
+    fn readonly_root_is_last_and_host_dev_bind_skips_default_devices() {
+        let s = spec(
+            r#"{"ociVersion":"1.0.2","root":{"path":"r","readonly":true},"mounts":[
+            {"destination":"/dev","type":"bind","source":"/dev","options":["rbind"]}]}"#,
+        );
+        let p = plan(
+            &s,
+            Path::new("/b"),
+            Path::new("/b/r"),
+            PlanOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(p.ops.last(), Some(&Op::ReadOnlyRoot));
+        assert!(!p.ops.iter().any(|o| matches!(o, Op::Device { .. })));
+    }
+}

@@ -1,0 +1,376 @@
+//! The container process's own settings, applied in the cloned child after the filesystem:
+//! hostname, sysctl, rlimits, oom score, user and groups, capabilities, no_new_privs, cwd,
+//! umask, and the executable looked up on the container's PATH.
+
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{Capabilities, Spec};
+
+use crate::sys;
+
+/// Capability names in kernel order (`CAP_CHOWN` is 0).
+pub const CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+const RLIMITS: &[&str] = &[
+    "RLIMIT_CPU",
+    "RLIMIT_FSIZE",
+    "RLIMIT_DATA",
+    "RLIMIT_STACK",
+    "RLIMIT_CORE",
+    "RLIMIT_RSS",
+    "RLIMIT_NPROC",
+    "RLIMIT_NOFILE",
+    "RLIMIT_MEMLOCK",
+    "RLIMIT_AS",
+    "RLIMIT_LOCKS",
+    "RLIMIT_SIGPENDING",
+    "RLIMIT_MSGQUEUE",
+    "RLIMIT_NICE",
+    "RLIMIT_RTPRIO",
+    "RLIMIT_RTTIME",
+];
+
+/// The serde name of a spec enum value (`"CAP_CHOWN"`, `"RLIMIT_NOFILE"`).
+fn serde_name<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// A capability set as a bit mask (kernel numbering).
+pub fn cap_mask(set: Option<&Capabilities>) -> u64 {
+    let mut mask = 0;
+    for c in set.into_iter().flatten() {
+        if let Some(bit) = CAPS.iter().position(|n| *n == serde_name(c)) {
+            mask |= 1u64 << bit;
+        }
+    }
+    mask
+}
+
+/// Everything the child needs, computed in the parent before cloning (so errors in the spec
+/// surface before any process exists).
+#[derive(Debug, Clone, Default)]
+pub struct ProcessPlan {
+    pub hostname: Option<String>,
+    pub domainname: Option<String>,
+    pub sysctl: Vec<(String, String)>,
+    pub rlimits: Vec<(libc::c_int, u64, u64)>,
+    pub oom_score_adj: Option<i32>,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub umask: Option<u32>,
+    /// bounding, effective, permitted, inheritable, ambient.
+    pub caps: Option<[u64; 5]>,
+    pub no_new_privileges: bool,
+    pub cwd: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+}
+
+/// Why a spec's process section cannot be run.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("process.rlimits: unknown limit {0:?}")]
+    Rlimit(String),
+    #[error("linux.sysctl: {0:?} is not a valid key")]
+    Sysctl(String),
+    #[error("the config has no process to run")]
+    NoProcess,
+    #[error("process.args[0] {0:?}: not found on the container's PATH or not executable")]
+    NotFound(String),
+}
+
+impl ProcessPlan {
+    /// Translates the spec's process section.
+    pub fn from_spec(spec: &Spec) -> Result<Self, ProcessError> {
+        let process = spec.process().as_ref().ok_or(ProcessError::NoProcess)?;
+        let mut p = ProcessPlan {
+            hostname: spec.hostname().clone(),
+            domainname: spec.domainname().clone(),
+            cwd: process.cwd().clone(),
+            args: process.args().clone().unwrap_or_default(),
+            env: process.env().clone().unwrap_or_default(),
+            no_new_privileges: process.no_new_privileges().unwrap_or(false),
+            oom_score_adj: process.oom_score_adj(),
+            ..Default::default()
+        };
+        let user = process.user();
+        p.uid = user.uid();
+        p.gid = user.gid();
+        p.additional_gids = user.additional_gids().clone().unwrap_or_default();
+        p.umask = user.umask();
+        for r in process.rlimits().iter().flatten() {
+            let name = serde_name(&r.typ());
+            let n = RLIMITS
+                .iter()
+                .position(|x| *x == name)
+                .ok_or(ProcessError::Rlimit(name))?;
+            p.rlimits.push((n as libc::c_int, r.soft(), r.hard()));
+        }
+        if let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
+            for (k, v) in sysctl {
+                if k.is_empty() || k.contains("..") || k.contains('/') && k.contains('.') {
+                    return Err(ProcessError::Sysctl(k.clone()));
+                }
+                p.sysctl.push((k.replace('.', "/"), v.clone()));
+            }
+        }
+        if let Some(c) = process.capabilities() {
+            p.caps = Some([
+                cap_mask(c.bounding().as_ref()),
+                cap_mask(c.effective().as_ref()),
+                cap_mask(c.permitted().as_ref()),
+                cap_mask(c.inheritable().as_ref()),
+                cap_mask(c.ambient().as_ref()),
+            ]);
+        }
+        Ok(p)
+    }
+
+    /// The PATH the container's environment sets, or the usual default.
+    fn path_var(&self) -> &str {
+        self.env
+            .iter()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    }
+
+    /// Looks args[0] up on the container's PATH (call after entering the root).
+    pub fn resolve_exe(&self) -> Result<PathBuf, ProcessError> {
+        let arg0 = self.args.first().cloned().unwrap_or_default();
+        if arg0.contains('/') {
+            let p = if Path::new(&arg0).is_absolute() {
+                PathBuf::from(&arg0)
+            } else {
+                self.cwd.join(&arg0)
+            };
+            return if sys::is_executable(&p) {
+                Ok(p)
+            } else {
+                Err(ProcessError::NotFound(arg0))
+            };
+        }
+        self.path_var()
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| Path::new(d).join(&arg0))
+            .find(|p| sys::is_executable(p))
+            .ok_or(ProcessError::NotFound(arg0))
+    }
+}
+
+fn ctx(r: io::Result<()>, what: impl FnOnce() -> String) -> Result<(), String> {
+    r.map_err(|e| format!("{}: {e}", what()))
+}
+
+/// Settings that need the container's /proc and UTS namespace but not yet the final user:
+/// run after the filesystem is set up.
+pub fn apply_system(p: &ProcessPlan, uts: bool) -> Result<(), String> {
+    if let Some(h) = &p.hostname {
+        if uts {
+            ctx(sys::sethostname(h), || format!("setting hostname {h:?}"))?;
+        }
+    }
+    if let Some(d) = &p.domainname {
+        if uts {
+            ctx(sys::setdomainname(d), || {
+                format!("setting domainname {d:?}")
+            })?;
+        }
+    }
+    for (k, v) in &p.sysctl {
+        let path = Path::new("/proc/sys").join(k);
+        ctx(std::fs::write(&path, v), || {
+            format!("sysctl {}={v}", k.replace('/', "."))
+        })?;
+    }
+    for &(res, soft, hard) in &p.rlimits {
+        let name = RLIMITS.get(res as usize).copied().unwrap_or("?");
+        ctx(sys::setrlimit(res, soft, hard), || {
+            format!("setrlimit {name} {soft}:{hard}")
+        })?;
+    }
+    if let Some(adj) = p.oom_score_adj {
+        ctx(
+            std::fs::write("/proc/self/oom_score_adj", adj.to_string()),
+            || format!("oomScoreAdj {adj}"),
+        )?;
+    }
+    Ok(())
+}
+
+/// Switches to the container user and capabilities, cwd and umask. Run after the exec
+/// barrier (it drops the privileges the barrier still needs).
+pub fn apply_identity(p: &ProcessPlan) -> Result<(), String> {
+    let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(40);
+    if let Some([bounding, ..]) = p.caps {
+        for cap in 0..=last_cap {
+            if bounding & (1 << cap) == 0 {
+                match sys::prctl(libc::PR_CAPBSET_DROP, cap as _, 0) {
+                    Ok(_) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+                    Err(e) => {
+                        return Err(format!(
+                            "dropping capability {cap} from the bounding set: {e}"
+                        ))
+                    }
+                }
+            }
+        }
+    }
+    ctx(sys::prctl(libc::PR_SET_KEEPCAPS, 1, 0).map(drop), || {
+        "PR_SET_KEEPCAPS".into()
+    })?;
+    ctx(sys::setgroups(&p.additional_gids), || {
+        format!("setgroups {:?}", p.additional_gids)
+    })?;
+    ctx(sys::setgid(p.gid), || format!("setgid {}", p.gid))?;
+    ctx(sys::setuid(p.uid), || format!("setuid {}", p.uid))?;
+    if let Some([_, effective, permitted, inheritable, ambient]) = p.caps {
+        ctx(sys::capset(effective, permitted, inheritable), || {
+            "setting capabilities".into()
+        })?;
+        for cap in 0..=last_cap {
+            if ambient & (1 << cap) != 0 {
+                let raise = libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong;
+                ctx(
+                    sys::prctl(libc::PR_CAP_AMBIENT, raise, cap as _).map(drop),
+                    || format!("raising ambient capability {cap}"),
+                )?;
+            }
+        }
+    } else if p.uid != 0 {
+        // No capabilities section: a non-root user keeps none (as with a plain setuid).
+        ctx(sys::capset(0, 0, 0), || "clearing capabilities".into())?;
+    }
+    ctx(sys::prctl(libc::PR_SET_KEEPCAPS, 0, 0).map(drop), || {
+        "PR_SET_KEEPCAPS".into()
+    })?;
+    ctx(std::env::set_current_dir(&p.cwd), || {
+        format!("process.cwd {}", p.cwd.display())
+    })?;
+    sys::umask(p.umask.unwrap_or(0o022));
+    if p.no_new_privileges {
+        ctx(
+            sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0).map(drop),
+            || "noNewPrivileges".into(),
+        )?;
+    }
+    Ok(())
+}
+
+/// Execs the process; returns only with the reason it failed.
+pub fn exec(p: &ProcessPlan, exe: &Path) -> String {
+    let to_c =
+        |v: &[String]| -> Result<Vec<CString>, io::Error> { v.iter().map(sys::cstr).collect() };
+    let (Ok(argv), Ok(envp), Ok(path)) = (to_c(&p.args), to_c(&p.env), sys::cstr(exe)) else {
+        return "process.args or env contain a NUL byte".into();
+    };
+    if let Err(e) = sys::cloexec_from(3) {
+        return format!("marking descriptors close-on-exec: {e}");
+    }
+    let err = sys::execve(&path, &argv, &envp);
+    format!("exec {}: {err}", exe.display())
+}
+
+/// Capability names of a mask (for tests and messages).
+pub fn cap_names(mask: u64) -> HashSet<&'static str> {
+    CAPS.iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1 << i) != 0)
+        .map(|(_, n)| *n)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_spec_translates_caps_rlimits_and_user() {
+        let mut spec = Spec::default();
+        spec.set_hostname(Some("box".into()));
+        let p = ProcessPlan::from_spec(&spec).unwrap();
+        let [bounding, effective, ..] = p.caps.unwrap();
+        assert_eq!(
+            cap_names(bounding),
+            ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"].into()
+        );
+        assert_eq!(bounding, effective);
+        assert_eq!(
+            p.rlimits,
+            vec![(libc::RLIMIT_NOFILE as libc::c_int, 1024, 1024)]
+        );
+        assert_eq!((p.uid, p.gid), (0, 0));
+        assert_eq!(p.hostname.as_deref(), Some("box"));
+        assert!(p.no_new_privileges);
+    }
+
+    #[test]
+    fn sysctl_keys_become_proc_paths_and_bad_keys_are_refused() {
+        let spec: Spec = serde_json::from_str(
+            r#"{"ociVersion":"1.0.2","root":{"path":"r"},"process":{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0}},
+            "linux":{"sysctl":{"net.ipv4.ip_forward":"1"}}}"#,
+        )
+        .unwrap();
+        let p = ProcessPlan::from_spec(&spec).unwrap();
+        assert_eq!(p.sysctl, vec![("net/ipv4/ip_forward".into(), "1".into())]);
+        let spec: Spec = serde_json::from_str(
+            r#"{"ociVersion":"1.0.2","root":{"path":"r"},"process":{"cwd":"/","args":["sh"],"user":{"uid":0,"gid":0}},
+            "linux":{"sysctl":{"net..x":"1"}}}"#,
+        )
+        .unwrap();
+        assert!(ProcessPlan::from_spec(&spec).is_err());
+    }
+}

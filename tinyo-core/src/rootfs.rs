@@ -1,0 +1,299 @@
+//! Carrying out a [`Plan`] in the container's (new, private) mount namespace. Runs in the
+//! cloned child only. Every destination is opened with `openat2(RESOLVE_IN_ROOT)` below the
+//! rootfs and mounted on through `/proc/self/fd/N`, so a symlink in the image can never send a
+//! mount out of the root.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+use crate::mounts::{ms, DestKind, Op, Plan};
+use crate::sys::{self, cstr, fd_path};
+
+/// An error while setting up the filesystem, naming the step.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}")]
+pub struct RootfsError {
+    what: String,
+    #[source]
+    source: io::Error,
+}
+
+fn ctx<T>(r: io::Result<T>, what: impl FnOnce() -> String) -> Result<T, RootfsError> {
+    r.map_err(|source| RootfsError {
+        what: what(),
+        source,
+    })
+}
+
+/// Runs every op in order. The cgroup paths are those of the container (per hierarchy mount
+/// point, e.g. `/sys/fs/cgroup/memory` → its directory), used for the `cgroup` mount type.
+pub fn apply(plan: &Plan, cgroups: &[(String, String)]) -> Result<(), RootfsError> {
+    let mut root: Option<OwnedFd> = None;
+    let mut rootfs_path = None;
+    let slash = c"/";
+    for op in &plan.ops {
+        match op {
+            Op::PrivatizeHost => ctx(
+                sys::mount(None, slash, None, (ms::REC | ms::PRIVATE) as _, None),
+                || "making / private in the container's mount namespace".into(),
+            )?,
+            Op::BindRootfs { rootfs } => {
+                let p = ctx(cstr(rootfs), || format!("rootfs {}", rootfs.display()))?;
+                ctx(
+                    sys::mount(Some(&p), &p, None, (ms::BIND | ms::REC) as _, None),
+                    || format!("binding rootfs {}", rootfs.display()),
+                )?;
+                root = Some(ctx(sys::open_dir(rootfs), || {
+                    format!("opening rootfs {}", rootfs.display())
+                })?);
+                rootfs_path = Some(rootfs.clone());
+            }
+            Op::EnterRoot { pivot } => {
+                let rootfs = rootfs_path.as_deref().unwrap_or(Path::new("/"));
+                enter_root(rootfs, *pivot)?;
+                root = None;
+            }
+            Op::Mask { path } => mask(path)?,
+            Op::ReadOnly { path } => readonly(path)?,
+            Op::ReadOnlyRoot => ctx(
+                sys::mount(
+                    None,
+                    slash,
+                    None,
+                    (ms::BIND | ms::REMOUNT | ms::RDONLY) as _,
+                    None,
+                ),
+                || "remounting / read-only (root.readonly)".into(),
+            )?,
+            other => {
+                let Some(root) = root.as_ref() else {
+                    return Err(RootfsError {
+                        what: format!("{other:?} planned outside the rootfs"),
+                        source: io::Error::from_raw_os_error(libc::EINVAL),
+                    });
+                };
+                in_root(root, other, cgroups)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn in_root(root: &OwnedFd, op: &Op, cgroups: &[(String, String)]) -> Result<(), RootfsError> {
+    let root = root.as_fd();
+    match op {
+        Op::Mount {
+            source,
+            dest,
+            fstype,
+            flags,
+            data,
+            kind,
+        } => {
+            let name = || format!("mount {}", dest.display());
+            let target = match kind {
+                DestKind::Dir => ctx(sys::mkdir_all_in_root(root, dest), name)?,
+                DestKind::File => ctx(sys::touch_in_root(root, dest), name)?,
+            };
+            let src = match source {
+                Some(s) => Some(ctx(cstr(s), name)?),
+                None => fstype.as_deref().map(cstr).transpose().ok().flatten(),
+            };
+            let fstype = fstype.as_deref().map(cstr).transpose();
+            let fstype = ctx(fstype, name)?;
+            let data = (!data.is_empty()).then(|| cstr(data)).transpose();
+            let data = ctx(data, name)?;
+            let r = sys::mount(
+                src.as_deref(),
+                &fd_path(&target),
+                fstype.as_deref(),
+                *flags as _,
+                data.as_deref(),
+            );
+            ctx(r, || match source {
+                Some(s) => format!("mount {} on {}", s.display(), dest.display()),
+                None => name(),
+            })?;
+        }
+        Op::Remount { dest, flags } => {
+            let target = ctx(sys::open_in_root(root, dest, libc::O_PATH), || {
+                format!("remount {}", dest.display())
+            })?;
+            let r = sys::mount(
+                None,
+                &fd_path(&target),
+                None,
+                (ms::REMOUNT | ms::BIND | flags) as _,
+                None,
+            );
+            ctx(r, || format!("remount {} with its options", dest.display()))?;
+        }
+        Op::Propagation { dest, flags } => {
+            let target = ctx(sys::open_in_root(root, dest, libc::O_PATH), || {
+                format!("propagation of {}", dest.display())
+            })?;
+            let r = sys::mount(None, &fd_path(&target), None, *flags as _, None);
+            ctx(r, || format!("propagation of {}", dest.display()))?;
+        }
+        Op::RootPropagation { flags } => {
+            let target = ctx(
+                sys::open_in_root(root, Path::new("/"), libc::O_PATH),
+                || "rootfs propagation".into(),
+            )?;
+            let r = sys::mount(None, &fd_path(&target), None, *flags as _, None);
+            ctx(r, || "linux.rootfsPropagation".into())?;
+        }
+        Op::Cgroup { dest, flags } => cgroup_mount(root, dest, *flags, cgroups)?,
+        Op::Device {
+            path,
+            kind,
+            major,
+            minor,
+            mode,
+            uid,
+            gid,
+        } => {
+            let name = || format!("device {}", path.display());
+            let (dir, file) = ctx(sys::parent_in_root(root, path), name)?;
+            let dev = libc::makedev(*major as u32, *minor as u32);
+            ctx(
+                sys::mknod_in(dir.as_fd(), &file, kind | (mode & 0o7777), dev, *uid, *gid),
+                name,
+            )?;
+        }
+        Op::Symlink { target, link } => {
+            let name = || format!("symlink {}", link.display());
+            let (dir, file) = ctx(sys::parent_in_root(root, link), name)?;
+            let t = ctx(cstr(target), name)?;
+            if link == Path::new("/dev/ptmx") {
+                ctx(sys::unlink_in(dir.as_fd(), &file), name)?;
+            }
+            ctx(sys::symlink_in(dir.as_fd(), &t, &file), name)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The `cgroup` mount type on a v1/hybrid host: a tmpfs, then each hierarchy's container
+/// cgroup bound read-only at the hierarchy's name (`cpu,cpuacct`, `memory`, `unified`, …).
+fn cgroup_mount(
+    root: std::os::fd::BorrowedFd<'_>,
+    dest: &Path,
+    flags: u64,
+    cgroups: &[(String, String)],
+) -> Result<(), RootfsError> {
+    let name = || format!("mount cgroup on {}", dest.display());
+    let target = ctx(sys::mkdir_all_in_root(root, dest), name)?;
+    let base = ms::NOSUID | ms::NODEV | ms::NOEXEC;
+    ctx(
+        sys::mount(
+            Some(c"tmpfs"),
+            &fd_path(&target),
+            Some(c"tmpfs"),
+            base as _,
+            Some(c"mode=755"),
+        ),
+        name,
+    )?;
+    for (mountpoint, dir) in cgroups {
+        let Some(leaf) = Path::new(mountpoint).file_name() else {
+            continue;
+        };
+        let sub = dest.join(leaf);
+        let t = ctx(sys::mkdir_all_in_root(root, &sub), name)?;
+        let src = ctx(cstr(dir), name)?;
+        let r = sys::mount(
+            Some(&src),
+            &fd_path(&t),
+            None,
+            (ms::BIND | ms::REC) as _,
+            None,
+        );
+        ctx(r, || format!("binding cgroup {dir} on {}", sub.display()))?;
+        // Reopen: the descriptor from before the bind names the covered directory.
+        let t = ctx(sys::open_in_root(root, &sub, libc::O_PATH), name)?;
+        let r = sys::mount(
+            None,
+            &fd_path(&t),
+            None,
+            (ms::BIND | ms::REMOUNT | base | (flags & ms::RDONLY)) as _,
+            None,
+        );
+        ctx(r, || format!("remounting cgroup {}", sub.display()))?;
+    }
+    // Like runc, the tmpfs itself stays writable; the hierarchies below are read-only.
+    Ok(())
+}
+
+fn enter_root(rootfs: &Path, pivot: bool) -> Result<(), RootfsError> {
+    let name = || format!("entering rootfs {}", rootfs.display());
+    ctx(std::env::set_current_dir(rootfs), name)?;
+    let dot = c".";
+    if pivot {
+        ctx(sys::pivot_root(dot, dot), || {
+            format!("pivot_root into {} (try --no-pivot)", rootfs.display())
+        })?;
+        // The old root is stacked under the new one at ".": keep its unmount from propagating,
+        // then detach it.
+        ctx(
+            sys::mount(None, dot, None, (ms::REC | ms::SLAVE) as _, None),
+            name,
+        )?;
+        ctx(sys::umount2(dot, libc::MNT_DETACH), || {
+            "detaching the old root".into()
+        })?;
+    } else {
+        let here = ctx(cstr(rootfs), name)?;
+        ctx(
+            sys::mount(Some(&here), c"/", None, libc::MS_MOVE as _, None),
+            name,
+        )?;
+        ctx(std::os::unix::fs::chroot("."), name)?;
+    }
+    ctx(std::env::set_current_dir("/"), name)
+}
+
+fn path_c(path: &Path) -> Result<CString, RootfsError> {
+    ctx(cstr(path), || format!("path {}", path.display()))
+}
+
+fn mask(path: &Path) -> Result<(), RootfsError> {
+    let p = path_c(path)?;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(RootfsError {
+                what: format!("masking {}", path.display()),
+                source,
+            })
+        }
+    };
+    let r = if meta.is_dir() {
+        sys::mount(Some(c"tmpfs"), &p, Some(c"tmpfs"), ms::RDONLY as _, None)
+    } else {
+        sys::mount(Some(c"/dev/null"), &p, None, ms::BIND as _, None)
+    };
+    ctx(r, || format!("masking {}", path.display()))
+}
+
+fn readonly(path: &Path) -> Result<(), RootfsError> {
+    let p = path_c(path)?;
+    match sys::mount(Some(&p), &p, None, (ms::BIND | ms::REC) as _, None) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+        r => ctx(r, || format!("read-only path {}", path.display()))?,
+    }
+    // Keep the flags the mount already has (nosuid, nodev, …), add read-only.
+    let keep = sys::mount_flags(path).unwrap_or(0);
+    let r = sys::mount(
+        None,
+        &p,
+        None,
+        (ms::BIND | ms::REMOUNT | ms::RDONLY | keep) as _,
+        None,
+    );
+    ctx(r, || format!("remounting {} read-only", path.display()))
+}

@@ -1,0 +1,663 @@
+//! The syscall seam: every raw system call tinyo-core makes goes through a small safe wrapper
+//! here, so the rest of the crate (the mount planner above all) is plain, testable Rust.
+//!
+//! Paths taken from a config are never opened with plain `open`: [`open_in_root`] uses
+//! `openat2(RESOLVE_IN_ROOT)`, so `..` and symlinks (absolute or relative) are resolved as if
+//! the container root were `/` and can never lead out of it.
+
+use std::ffi::{CStr, CString, OsStr};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+/// A NUL-terminated copy of a path or string; interior NULs are an `InvalidInput` error.
+pub fn cstr(s: impl AsRef<OsStr>) -> io::Result<CString> {
+    CString::new(s.as_ref().as_bytes()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{:?} contains a NUL byte", s.as_ref()),
+        )
+    })
+}
+
+fn check(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn check_long(r: libc::c_long) -> io::Result<libc::c_long> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_IN_ROOT: u64 = 0x10;
+
+/// `path` made relative (leading `/` stripped); `.` for the root itself.
+fn relative(path: &Path) -> PathBuf {
+    let rel: PathBuf = path
+        .components()
+        .filter(|c| !matches!(c, Component::RootDir | Component::Prefix(_)))
+        .collect();
+    if rel.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        rel
+    }
+}
+
+/// Opens `path` (absolute or relative, as written in a config) inside the directory `root`,
+/// resolving `..` and every symlink as if `root` were `/`. `flags` are `open(2)` flags;
+/// `O_CLOEXEC` is always added.
+pub fn open_in_root(root: BorrowedFd<'_>, path: &Path, flags: libc::c_int) -> io::Result<OwnedFd> {
+    let rel = cstr(relative(path))?;
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: `rel` is NUL-terminated and `how` is a valid open_how of the size passed; the
+    // kernel does not keep either pointer.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            rel.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    let fd = check_long(fd)? as RawFd;
+    // SAFETY: openat2 just returned this descriptor and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Opens a host path with `O_PATH|O_DIRECTORY` (used for roots and the state directory).
+pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    let p = cstr(path)?;
+    // SAFETY: `p` is NUL-terminated.
+    let fd = unsafe {
+        libc::open(
+            p.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    let fd = check(fd)?;
+    // SAFETY: open just returned this descriptor and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Splits a path into its parent and final component; `None` for the root.
+fn split(path: &Path) -> Option<(PathBuf, CString)> {
+    let rel = relative(path);
+    let name = rel.file_name()?;
+    let name = cstr(name).ok()?;
+    let parent = rel.parent().map(Path::to_path_buf).unwrap_or_default();
+    Some((parent, name))
+}
+
+/// Creates the directory `path` and its missing parents inside `root` (mode 0755), every step
+/// resolved in the root. A dangling symlink on the way is followed inside the root and its
+/// target created there (as runc's securejoin does). Returns an `O_PATH` descriptor of the
+/// directory.
+pub fn mkdir_all_in_root(root: BorrowedFd<'_>, path: &Path) -> io::Result<OwnedFd> {
+    mkdir_all_depth(root, path, 0)
+}
+
+fn mkdir_all_depth(root: BorrowedFd<'_>, path: &Path, depth: u32) -> io::Result<OwnedFd> {
+    if depth > 40 {
+        return Err(io::Error::from_raw_os_error(libc::ELOOP));
+    }
+    let rel = relative(path);
+    let mut prefix = PathBuf::new();
+    let mut parent = open_in_root(root, Path::new("."), libc::O_PATH | libc::O_DIRECTORY)?;
+    for comp in rel.components() {
+        if matches!(comp, Component::CurDir) {
+            continue;
+        }
+        let above = prefix.clone();
+        prefix.push(comp);
+        let next = match open_in_root(root, &prefix, libc::O_PATH | libc::O_DIRECTORY) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                let name = cstr(comp.as_os_str())?;
+                // SAFETY: `parent` is a live directory descriptor and `name` is NUL-terminated.
+                let r = unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o755) };
+                match check(r) {
+                    Ok(_) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                        // A dangling symlink: create its target, resolved in the root.
+                        let dir =
+                            open_in_root(parent.as_fd_borrow(), Path::new("."), libc::O_DIRECTORY)?;
+                        let Some(target) = readlink_in(dir.as_fd_borrow(), &name) else {
+                            return Err(e);
+                        };
+                        mkdir_all_depth(root, &above.join(target), depth + 1)?;
+                    }
+                    Err(e) => return Err(e),
+                }
+                open_in_root(root, &prefix, libc::O_PATH | libc::O_DIRECTORY)?
+            }
+            Err(e) => return Err(e),
+        };
+        parent = next;
+    }
+    Ok(parent)
+}
+
+/// `readlinkat(2)`; `None` if `name` is not a symlink.
+fn readlink_in(dir: BorrowedFd<'_>, name: &CStr) -> Option<PathBuf> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: `dir` is live, `name` NUL-terminated, and `buf` writable for its length.
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return None;
+    }
+    buf.truncate(n as usize);
+    Some(PathBuf::from(OsStr::from_bytes(&buf).to_os_string()))
+}
+
+/// Makes sure `path` exists inside `root` as a regular file (created empty, mode 0644, if it
+/// is missing) and returns an `O_PATH` descriptor of whatever is there.
+pub fn touch_in_root(root: BorrowedFd<'_>, path: &Path) -> io::Result<OwnedFd> {
+    match open_in_root(root, path, libc::O_PATH) {
+        Ok(fd) => return Ok(fd),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        Err(e) => return Err(e),
+    }
+    let (parent, name) = split(path).ok_or_else(|| io::Error::from_raw_os_error(libc::EISDIR))?;
+    let dir = mkdir_all_in_root(root, &parent)?;
+    let dir = open_in_root(dir.as_fd_borrow(), Path::new("."), libc::O_DIRECTORY)?;
+    // SAFETY: `dir` is a live directory descriptor and `name` is NUL-terminated.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+            0o644 as libc::c_uint,
+        )
+    };
+    match check(fd) {
+        // SAFETY: openat just returned this descriptor and nothing else owns it.
+        Ok(fd) => drop(unsafe { OwnedFd::from_raw_fd(fd) }),
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+        Err(e) => return Err(e),
+    }
+    open_in_root(root, path, libc::O_PATH)
+}
+
+/// Borrowing helper so callers need not import `AsFd`.
+trait AsFdBorrow {
+    fn as_fd_borrow(&self) -> BorrowedFd<'_>;
+}
+
+impl AsFdBorrow for OwnedFd {
+    fn as_fd_borrow(&self) -> BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.as_fd()
+    }
+}
+
+/// The magic-link path through which a descriptor is used as a mount source or target.
+pub fn fd_path(fd: &OwnedFd) -> CString {
+    // A decimal number never contains NUL.
+    CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap_or_default()
+}
+
+/// `mount(2)`.
+pub fn mount(
+    source: Option<&CStr>,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: libc::c_ulong,
+    data: Option<&CStr>,
+) -> io::Result<()> {
+    let opt = |c: Option<&CStr>| c.map_or(std::ptr::null(), CStr::as_ptr);
+    // SAFETY: every pointer is NUL-terminated or null, which mount(2) allows for source,
+    // fstype and data.
+    let r = unsafe {
+        libc::mount(
+            opt(source),
+            target.as_ptr(),
+            opt(fstype),
+            flags,
+            opt(data).cast(),
+        )
+    };
+    check(r).map(drop)
+}
+
+/// `umount2(2)`.
+pub fn umount2(target: &CStr, flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: `target` is NUL-terminated.
+    check(unsafe { libc::umount2(target.as_ptr(), flags) }).map(drop)
+}
+
+/// `pivot_root(2)`.
+pub fn pivot_root(new_root: &CStr, put_old: &CStr) -> io::Result<()> {
+    // SAFETY: both paths are NUL-terminated.
+    let r = unsafe { libc::syscall(libc::SYS_pivot_root, new_root.as_ptr(), put_old.as_ptr()) };
+    check_long(r).map(drop)
+}
+
+/// `mknodat(2)` followed by `fchmodat` (so the umask does not matter) and `fchownat`.
+pub fn mknod_in(
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    mode: libc::mode_t,
+    dev: libc::dev_t,
+    uid: u32,
+    gid: u32,
+) -> io::Result<()> {
+    // SAFETY: `dir` is a live descriptor and `name` is NUL-terminated.
+    let r = unsafe { libc::mknodat(dir.as_raw_fd(), name.as_ptr(), mode, dev) };
+    match check(r) {
+        Ok(_) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    // SAFETY: as above; fchmodat takes no ownership.
+    check(unsafe { libc::fchmodat(dir.as_raw_fd(), name.as_ptr(), mode & 0o7777, 0) })?;
+    // SAFETY: as above; AT_SYMLINK_NOFOLLOW keeps the change on the node itself.
+    let r = unsafe {
+        libc::fchownat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            uid,
+            gid,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    check(r).map(drop)
+}
+
+/// `symlinkat(2)`; an existing entry is left alone.
+pub fn symlink_in(dir: BorrowedFd<'_>, target: &CStr, name: &CStr) -> io::Result<()> {
+    // SAFETY: `dir` is live, both strings are NUL-terminated.
+    let r = unsafe { libc::symlinkat(target.as_ptr(), dir.as_raw_fd(), name.as_ptr()) };
+    match check(r) {
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+        other => other.map(drop),
+    }
+}
+
+/// `unlinkat(2)`; a missing entry is fine.
+pub fn unlink_in(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
+    // SAFETY: `dir` is live and `name` is NUL-terminated.
+    let r = unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) };
+    match check(r) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        other => other.map(drop),
+    }
+}
+
+/// Opens the parent directory of `path` inside `root` (creating it) and returns it with the
+/// final component's name.
+pub fn parent_in_root(root: BorrowedFd<'_>, path: &Path) -> io::Result<(OwnedFd, CString)> {
+    let (parent, name) = split(path).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let dir = mkdir_all_in_root(root, &parent)?;
+    let dir = open_in_root(dir.as_fd_borrow(), Path::new("."), libc::O_DIRECTORY)?;
+    Ok((dir, name))
+}
+
+/// `sethostname(2)`.
+pub fn sethostname(name: &str) -> io::Result<()> {
+    // SAFETY: the pointer and length describe `name`'s bytes.
+    check(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) }).map(drop)
+}
+
+/// `setdomainname(2)`.
+pub fn setdomainname(name: &str) -> io::Result<()> {
+    // SAFETY: the pointer and length describe `name`'s bytes.
+    check(unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) }).map(drop)
+}
+
+/// `setrlimit(2)` with a raw resource number.
+pub fn setrlimit(resource: libc::c_int, soft: u64, hard: u64) -> io::Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: soft as libc::rlim_t,
+        rlim_max: hard as libc::rlim_t,
+    };
+    // SAFETY: `lim` is a valid rlimit; the resource number is checked by the kernel.
+    check(unsafe { libc::setrlimit(resource as _, &lim) }).map(drop)
+}
+
+/// `prctl(2)` with integer arguments.
+pub fn prctl(option: libc::c_int, a2: libc::c_ulong, a3: libc::c_ulong) -> io::Result<libc::c_int> {
+    // SAFETY: every option used by this crate takes integer arguments only.
+    check(unsafe { libc::prctl(option, a2, a3, 0 as libc::c_ulong, 0 as libc::c_ulong) })
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// `capset(2)` for the calling thread with 64-bit masks.
+pub fn capset(effective: u64, permitted: u64, inheritable: u64) -> io::Result<()> {
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut header = CapHeader {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let data = [
+        CapData {
+            effective: effective as u32,
+            permitted: permitted as u32,
+            inheritable: inheritable as u32,
+        },
+        CapData {
+            effective: (effective >> 32) as u32,
+            permitted: (permitted >> 32) as u32,
+            inheritable: (inheritable >> 32) as u32,
+        },
+    ];
+    // SAFETY: header and two data elements, as the v3 ABI requires.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_capset,
+            &mut header as *mut CapHeader,
+            data.as_ptr(),
+        )
+    };
+    check_long(r).map(drop)
+}
+
+/// `setgroups(2)`.
+pub fn setgroups(gids: &[u32]) -> io::Result<()> {
+    // SAFETY: pointer and length describe `gids`.
+    check(unsafe { libc::setgroups(gids.len(), gids.as_ptr()) }).map(drop)
+}
+
+/// `setresgid(2)` with all three ids equal, straight through the syscall so it only affects
+/// this (single) thread.
+pub fn setgid(gid: u32) -> io::Result<()> {
+    // SAFETY: integer arguments only.
+    check_long(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) }).map(drop)
+}
+
+/// `setresuid(2)` with all three ids equal.
+pub fn setuid(uid: u32) -> io::Result<()> {
+    // SAFETY: integer arguments only.
+    check_long(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) }).map(drop)
+}
+
+/// `setns(2)`.
+pub fn setns(fd: BorrowedFd<'_>, nstype: libc::c_int) -> io::Result<()> {
+    // SAFETY: `fd` is live; the kernel checks its type.
+    check(unsafe { libc::setns(fd.as_raw_fd(), nstype) }).map(drop)
+}
+
+/// `unshare(2)`.
+pub fn unshare(flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: integer argument only.
+    check(unsafe { libc::unshare(flags) }).map(drop)
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// `clone3(2)` with fork semantics (no new stack): returns `Some(pid)` in the parent and
+/// `None` in the child, which gets `SIGCHLD` as its exit signal.
+///
+/// # Safety
+/// The caller must be single-threaded (as after `fork`, only the calling thread exists in the
+/// child, and locks held by other threads would never be released), and the child must not
+/// return into code that assumes it is the parent.
+pub unsafe fn clone3(flags: u64) -> io::Result<Option<libc::pid_t>> {
+    let args = CloneArgs {
+        flags,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    // SAFETY: `args` is a valid clone_args of the given size; with a null stack the child runs
+    // on a copy of this stack, exactly like fork. The caller upholds single-threadedness.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match check_long(r)? {
+        0 => Ok(None),
+        pid => Ok(Some(pid as libc::pid_t)),
+    }
+}
+
+/// `kill(2)`.
+pub fn kill(pid: libc::pid_t, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: integer arguments only.
+    check(unsafe { libc::kill(pid, sig) }).map(drop)
+}
+
+/// `waitpid(2)`, retried on `EINTR`; returns the raw wait status.
+pub fn waitpid(pid: libc::pid_t, flags: libc::c_int) -> io::Result<(libc::pid_t, libc::c_int)> {
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a valid out-pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, flags) };
+        match check(r) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+            Ok(p) => return Ok((p, status)),
+        }
+    }
+}
+
+/// `mkfifo(3)` with an explicit mode (the umask is applied by the kernel; callers chmod).
+pub fn mkfifo(path: &Path, mode: libc::mode_t) -> io::Result<()> {
+    let p = cstr(path)?;
+    // SAFETY: `p` is NUL-terminated.
+    check(unsafe { libc::mkfifo(p.as_ptr(), mode) }).map(drop)
+}
+
+/// `flock(2)` (exclusive, blocking), retried on `EINTR`.
+pub fn flock_exclusive(fd: BorrowedFd<'_>) -> io::Result<()> {
+    loop {
+        // SAFETY: `fd` is live.
+        let r = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) };
+        match check(r) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other.map(drop),
+        }
+    }
+}
+
+/// `pipe2(O_CLOEXEC)`: (read end, write end).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for two descriptors.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: pipe2 just returned these descriptors and nothing else owns them.
+    let r = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+    // SAFETY: as above.
+    let w = unsafe { OwnedFd::from_raw_fd(fds[1]) };
+    Ok((r, w))
+}
+
+/// Marks every descriptor from `first` up close-on-exec.
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: integer arguments only; nothing is closed, only flagged.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    check_long(r).map(drop)
+}
+
+/// `execve(2)`; returns only on failure.
+pub fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {
+    let mut a: Vec<*const libc::c_char> = argv.iter().map(|s| s.as_ptr()).collect();
+    a.push(std::ptr::null());
+    let mut e: Vec<*const libc::c_char> = envp.iter().map(|s| s.as_ptr()).collect();
+    e.push(std::ptr::null());
+    // SAFETY: both arrays are NULL-terminated arrays of NUL-terminated strings that outlive
+    // the call.
+    unsafe { libc::execve(path.as_ptr(), a.as_ptr(), e.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+/// `umask(2)`.
+pub fn umask(mask: u32) {
+    // SAFETY: integer argument only; umask cannot fail.
+    unsafe { libc::umask(mask as libc::mode_t) };
+}
+
+/// `_exit(2)`: leaves without running destructors or atexit handlers (for a cloned child).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit is always safe to call.
+    unsafe { libc::_exit(code) }
+}
+
+/// `access(path, X_OK)` on a regular file.
+pub fn is_executable(path: &Path) -> bool {
+    let Ok(p) = cstr(path) else { return false };
+    // SAFETY: `p` is NUL-terminated.
+    let ok = unsafe { libc::access(p.as_ptr(), libc::X_OK) } == 0;
+    ok && std::fs::metadata(path).is_ok_and(|m| m.is_file())
+}
+
+/// The calling process's euid.
+pub fn geteuid() -> u32 {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The `MS_*` flags of the mount holding `path` (from `statvfs`).
+pub fn mount_flags(path: &Path) -> io::Result<u64> {
+    let p = cstr(path)?;
+    // SAFETY: an all-zero statvfs is a valid value to be overwritten.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `p` is NUL-terminated and `st` a valid out-pointer.
+    check(unsafe { libc::statvfs(p.as_ptr(), &mut st) })?;
+    // Every ST_* bit kept here equals its MS_* twin except relatime (bit 12 vs bit 21), which
+    // musl's libc crate does not even name.
+    const ST_RELATIME: libc::c_ulong = 4096;
+    let keep = libc::ST_RDONLY
+        | libc::ST_NOSUID
+        | libc::ST_NODEV
+        | libc::ST_NOEXEC
+        | libc::ST_SYNCHRONOUS
+        | libc::ST_MANDLOCK
+        | libc::ST_NOATIME
+        | libc::ST_NODIRATIME;
+    let mut flags = (st.f_flag & keep) as u64;
+    if st.f_flag & ST_RELATIME != 0 {
+        flags |= crate::mounts::ms::RELATIME;
+    }
+    Ok(flags)
+}
+
+/// `close(2)` of a descriptor this process inherited a copy of (in a cloned child).
+pub fn close_raw(fd: RawFd) {
+    // SAFETY: the caller gives up this descriptor; nothing in the child uses it afterwards.
+    unsafe { libc::close(fd) };
+}
+
+/// The pid `forward_signals` sends to (0: none yet).
+static FORWARD_TO: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn forward(sig: libc::c_int) {
+    let pid = FORWARD_TO.load(std::sync::atomic::Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe; integer arguments only.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+/// From now on, the listed signals received by this process are sent on to `pid` (how a
+/// foreground `run` passes ^C or `kill` on to its container). Uses `SA_RESTART`.
+pub fn forward_signals(pid: libc::pid_t, signals: &[libc::c_int]) -> io::Result<()> {
+    FORWARD_TO.store(pid, std::sync::atomic::Ordering::Relaxed);
+    for &sig in signals {
+        // SAFETY: an all-zero sigaction is a valid value to fill in.
+        let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+        sa.sa_sigaction = forward as *const () as libc::sighandler_t;
+        sa.sa_flags = libc::SA_RESTART;
+        // SAFETY: `sa.sa_mask` is a valid sigset to initialise.
+        unsafe { libc::sigemptyset(&mut sa.sa_mask) };
+        // SAFETY: `sa` is fully initialised and the handler only calls async-signal-safe
+        // functions.
+        check(unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) })?;
+    }
+    Ok(())
+}
+
+/// `fchdir(2)` (works on `O_PATH` directory descriptors).
+pub fn fchdir(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: `fd` is live.
+    check(unsafe { libc::fchdir(fd.as_raw_fd()) }).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn symlinks_out_of_the_root_are_resolved_inside_it() {
+        let outside = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        // An absolute link to a host directory, and a relative one climbing out.
+        std::os::unix::fs::symlink(outside.path(), root.path().join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../../../../..", root.path().join("rel")).unwrap();
+        let rootfd = open_dir(root.path()).unwrap();
+        mkdir_all_in_root(rootfd.as_fd(), Path::new("/abs/made")).unwrap();
+        mkdir_all_in_root(rootfd.as_fd(), Path::new("rel/tmp/also")).unwrap();
+        touch_in_root(rootfd.as_fd(), Path::new("/abs/file")).unwrap();
+        assert!(
+            std::fs::read_dir(outside.path()).unwrap().next().is_none(),
+            "wrote outside the root"
+        );
+        let inside = root.path().join(outside.path().strip_prefix("/").unwrap());
+        assert!(inside.join("made").is_dir());
+        assert!(inside.join("file").is_file());
+        assert!(root.path().join("tmp/also").is_dir());
+        // `..` cannot climb above the root either.
+        let fd = open_in_root(rootfd.as_fd(), Path::new("/../../.."), libc::O_PATH).unwrap();
+        let got = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
+        assert_eq!(got, root.path());
+    }
+}
