@@ -735,3 +735,26 @@ fn foreground_run_forwards_signals_like_runc() {
         );
     }
 }
+
+/// Sysctls are written before /proc/sys becomes read-only (podman sets
+/// net.ipv4.ping_group_range on every container), as runc does.
+#[test]
+fn sysctls_are_applied_before_proc_sys_is_read_only() {
+    let id = unique("rt-sysctl");
+    let bundle = Bundle::new(
+        &id,
+        &["/bin/sh", "-c", "cat /proc/sys/net/ipv4/ping_group_range; echo 1 > /proc/sys/net/ipv4/ip_forward 2>/dev/null || echo read-only"],
+    );
+    let mut cfg = bundle.config();
+    cfg["linux"]["sysctl"] = serde_json::json!({"net.ipv4.ping_group_range": "0 0"});
+    bundle.write_config(&cfg);
+    let (rc, want, rerr) = Runtime::runc().run(&bundle, &id);
+    assert_eq!(rc, Some(0), "runc: {want}\n{rerr}");
+    let (tc, got, terr) = Runtime::tinyo().run(&bundle, &id);
+    assert_eq!(tc, Some(0), "tinyo: {got}\n{terr}");
+    assert_eq!(got, want);
+    assert_eq!(
+        got.split_whitespace().collect::<Vec<_>>(),
+        ["0", "0", "read-only"]
+    );
+}

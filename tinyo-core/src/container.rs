@@ -848,8 +848,10 @@ fn child_main(p: &Prepared, ns_fds: &[(libc::c_int, OwnedFd)], state_fd: OwnedFd
                 sys::setns(fd.as_fd(), *flag).map_err(|e| format!("joining namespace: {e}"))?;
             }
         }
-        crate::rootfs::apply(&p.plan, &p.cgroup_binds).map_err(|e| error_chain(&e))?;
-        process::apply_system(&p.process, p.uts)?;
+        // Hostname, sysctl, rlimits and the OOM score are set once inside the new root, before
+        // /proc/sys and friends become read-only.
+        let mut system = || process::apply_system(&p.process, p.uts);
+        crate::rootfs::apply(&p.plan, &p.cgroup_binds, &mut system).map_err(|e| error_chain(&e))?;
         if !p.process.cwd.is_dir() {
             return Err(format!(
                 "process.cwd {} is not a directory in the container",

@@ -29,9 +29,17 @@ fn ctx<T>(r: io::Result<T>, what: impl FnOnce() -> String) -> Result<T, RootfsEr
 
 /// Runs every op in order. The cgroup paths are those of the container (per hierarchy mount
 /// point, e.g. `/sys/fs/cgroup/memory` → its directory), used for the `cgroup` mount type.
-pub fn apply(plan: &Plan, cgroups: &[(String, String)]) -> Result<(), RootfsError> {
+/// `entered` runs right after the process entered the new root and before masked and
+/// read-only paths are applied: sysctls must be written while `/proc/sys` is still writable,
+/// as runc does.
+pub fn apply(
+    plan: &Plan,
+    cgroups: &[(String, String)],
+    entered: &mut dyn FnMut() -> Result<(), String>,
+) -> Result<(), RootfsError> {
     let mut root: Option<OwnedFd> = None;
     let mut rootfs_path = None;
+    let mut did_enter = false;
     let slash = c"/";
     for op in &plan.ops {
         match op {
@@ -54,6 +62,11 @@ pub fn apply(plan: &Plan, cgroups: &[(String, String)]) -> Result<(), RootfsErro
                 let rootfs = rootfs_path.as_deref().unwrap_or(Path::new("/"));
                 enter_root(rootfs, *pivot)?;
                 root = None;
+                did_enter = true;
+                entered().map_err(|what| RootfsError {
+                    what,
+                    source: io::Error::other("container system settings"),
+                })?;
             }
             Op::Mask { path } => mask(path)?,
             Op::ReadOnly { path } => readonly(path)?,
@@ -77,6 +90,12 @@ pub fn apply(plan: &Plan, cgroups: &[(String, String)]) -> Result<(), RootfsErro
                 in_root(root, other, cgroups)?;
             }
         }
+    }
+    if !did_enter {
+        entered().map_err(|what| RootfsError {
+            what,
+            source: io::Error::other("container system settings"),
+        })?;
     }
     Ok(())
 }
