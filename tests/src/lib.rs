@@ -5,6 +5,7 @@
 //! - [`catalogue`]: the standard images every pull test uses, each with what its rootfs must hold.
 //! - [`hostile`]: images built to attack a puller or unpacker.
 //! - [`proxy`]: a misbehaving front for a registry (auth, 429, cut downloads, redirects).
+//! - [`containerd`]: containerd with its own root, state and socket, driven by `ctr`.
 //! - [`registry`]: Debian's `docker-registry` on a free loopback port, plain or TLS + basic auth.
 //! - [`host`]: what a test needs from the host (root, tools), failing loudly when it is missing.
 //! - [`bins`]: where the binaries under test are.
@@ -14,6 +15,7 @@
 pub mod bins;
 pub mod busybox;
 pub mod catalogue;
+pub mod containerd;
 pub mod expect;
 pub mod host;
 pub mod hostile;
