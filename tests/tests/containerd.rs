@@ -115,6 +115,14 @@ fn ctr_detached_exec_kill_rm() {
     let runtime_state = std::path::Path::new("/run/containerd/runc")
         .join(c.namespace())
         .join(&id);
+    // containerd asks for /<namespace>/<id>: tinyo removes the namespace level it created too.
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        assert!(
+            !h.path().join(c.namespace()).exists(),
+            "cgroup {} left behind",
+            h.path().join(c.namespace()).display()
+        );
+    }
     assert!(
         !runtime_state.exists(),
         "tinyo's state for {id} left behind"

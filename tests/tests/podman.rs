@@ -1,8 +1,8 @@
 //! podman, through conmon, drives tinyo as its OCI runtime (`--runtime <tinyo>`), with a local
 //! busybox image and all podman state in a temporary directory, in a private mount namespace.
 //!
-//! Not covered yet because tinyo does not implement them: `run -t` (terminals) and podman's
-//! default seccomp profile (so the containers run with `seccomp=unconfined`).
+//! Not covered yet because tinyo does not implement it: podman's default seccomp profile (so
+//! the containers run with `seccomp=unconfined`).
 
 use std::process::{Command, Output, Stdio};
 
@@ -170,6 +170,27 @@ fn podman_detached_exec_logs_stop_rm() {
     let o = p.run(&["ps", "--all", "--format", "{{.Names}}"]);
     assert!(
         !String::from_utf8_lossy(&o.stdout).contains(&name),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn podman_run_t_gets_a_pty_through_the_console_socket() {
+    let p = Podman::new();
+    let mut args = p.run_args(&["--rm", "-t"]);
+    args.extend([
+        p.image.as_str(),
+        "sh",
+        "-c",
+        "tty; test -t 0 && test -t 1 && echo stdio-is-a-tty; exit 4",
+    ]);
+    let o = p.run(&args);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    // Through the pty, lines end in CR LF.
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).replace('\r', ""),
+        "/dev/pts/0\nstdio-is-a-tty\n",
         "{}",
         text(&o)
     );

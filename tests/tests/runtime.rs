@@ -67,10 +67,14 @@ impl Runtime {
     /// Runs to completion with stdout and stderr in files, not pipes: a created container
     /// inherits them and would keep a pipe open long after the runtime exits.
     fn out(&self, args: &[&str]) -> Output {
+        self.out_of(self.cmd(args), args)
+    }
+
+    /// As [`Runtime::out`], for a command built by the caller.
+    fn out_of(&self, mut cmd: Command, args: &[&str]) -> Output {
         let stdout = tempfile::tempfile().unwrap();
         let stderr = tempfile::tempfile().unwrap();
-        let status = self
-            .cmd(args)
+        let status = cmd
             .stdout(stdout.try_clone().unwrap())
             .stderr(stderr.try_clone().unwrap())
             .status()
@@ -757,4 +761,467 @@ fn sysctls_are_applied_before_proc_sys_is_read_only() {
         got.split_whitespace().collect::<Vec<_>>(),
         ["0", "0", "read-only"]
     );
+}
+
+/// A console socket as conmon and containerd-shim have one: a unix socket in a temp dir on
+/// which the runtime sends the pty master with `SCM_RIGHTS`.
+struct ConsoleSocket {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    listener: std::os::unix::net::UnixListener,
+}
+
+impl ConsoleSocket {
+    fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("tinyo-console-")
+            .tempdir()
+            .unwrap();
+        let path = dir.path().join("console.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        Self {
+            _dir: dir,
+            path,
+            listener,
+        }
+    }
+
+    fn path(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+
+    /// Accepts the runtime's connection (it must have connected already, as `create` returns
+    /// only after the master was sent) and receives the master and the message with it.
+    fn receive(&self) -> (std::os::fd::OwnedFd, String) {
+        let mut tries = 0;
+        let stream = loop {
+            match self.listener.accept() {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && tries < 3000 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("nobody connected to the console socket: {e}"),
+            }
+        };
+        stream.set_nonblocking(false).unwrap();
+        recv_fd(&stream)
+    }
+}
+
+/// `recvmsg` of one message carrying one descriptor (`SCM_RIGHTS`).
+fn recv_fd(stream: &std::os::unix::net::UnixStream) -> (std::os::fd::OwnedFd, String) {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+    let mut data = [0u8; 4096];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+    // u64 elements keep the control buffer aligned for cmsghdr.
+    let mut control = vec![0u64; space.div_ceil(8)];
+    // SAFETY: an all-zero msghdr is a valid value to fill in.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: `msg` points at live buffers of the sizes it states; the socket is open.
+    let n = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    assert!(
+        n >= 0,
+        "recvmsg on the console socket: {}",
+        std::io::Error::last_os_error()
+    );
+    assert_eq!(
+        msg.msg_flags & libc::MSG_CTRUNC,
+        0,
+        "the control message was truncated (more than one descriptor sent?)"
+    );
+    // SAFETY: `msg` was filled in by recvmsg and its control buffer is still live.
+    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    assert!(!cmsg.is_null(), "no control message with the pty master");
+    // SAFETY: a non-null CMSG_FIRSTHDR points at a complete header inside `control`.
+    let hdr = unsafe { std::ptr::read_unaligned(cmsg) };
+    let (level, typ) = (hdr.cmsg_level, hdr.cmsg_type);
+    assert_eq!((level, typ), (libc::SOL_SOCKET, libc::SCM_RIGHTS));
+    // SAFETY: `cmsg` is a complete header inside `control`; CMSG_DATA only computes an address.
+    let cdata = unsafe { libc::CMSG_DATA(cmsg) }.cast::<RawFd>();
+    // SAFETY: an SCM_RIGHTS message of this size carries one descriptor in its data;
+    // read_unaligned because the data need not be aligned for an int.
+    let fd = unsafe { std::ptr::read_unaligned(cdata) };
+    assert!(fd >= 0);
+    // SAFETY: the kernel just installed this descriptor in this process for us alone.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let payload = String::from_utf8_lossy(&data[..n as usize])
+        .trim_end_matches('\0')
+        .to_string();
+    (fd, payload)
+}
+
+/// Writes `input` to a pty master and reads until `until` appears or the slave side is gone
+/// (EIO). Each wait for output is bounded (a hang guard, not a timing assertion).
+fn converse(master: std::os::fd::OwnedFd, input: &str, until: &str) -> String {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let mut f = std::fs::File::from(master);
+    f.write_all(input.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: f.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: `pfd` is one valid pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, 60_000) };
+        assert!(
+            r > 0,
+            "no output from the pty: {:?}",
+            String::from_utf8_lossy(&out)
+        );
+        let mut buf = [0u8; 4096];
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
+            Err(e) => panic!("reading the pty: {e}"),
+        }
+        if String::from_utf8_lossy(&out).contains(until) {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&out).replace('\r', "")
+}
+
+/// From a pty conversation: the `tty` line and the `stty size` line.
+fn tty_and_size(out: &str) -> (String, String) {
+    let tty = out
+        .lines()
+        .find(|l| l.starts_with("/dev/") || l.starts_with("not a tty"))
+        .unwrap_or_default()
+        .to_string();
+    let size = out
+        .lines()
+        .find(|l| {
+            let w: Vec<&str> = l.split(' ').collect();
+            w.len() == 2
+                && w.iter()
+                    .all(|x| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .unwrap_or_default()
+        .to_string();
+    (tty, size)
+}
+
+const TTY_INPUT: &str = "tty; stty size; echo END-$((6*7)); exit\n";
+
+/// What a terminal container sees through its pty, created with `create` or `run -d`.
+fn terminal_view(rt: &Runtime, detach_run: bool) -> (String, String, String) {
+    let id = unique(if detach_run { "rt-ttyrun" } else { "rt-tty" });
+    let bundle = Bundle::new(&id, &["sh"]);
+    let mut spec = bundle.config();
+    spec["process"]["terminal"] = serde_json::json!(true);
+    spec["process"]["consoleSize"] = serde_json::json!({"height": 33, "width": 101});
+    bundle.write_config(&spec);
+    let console = ConsoleSocket::new();
+    rt.track(&id);
+    let b = bundle.path().to_str().unwrap();
+    if detach_run {
+        rt.ok(&[
+            "run",
+            "-d",
+            "--console-socket",
+            console.path(),
+            "--bundle",
+            b,
+            &id,
+        ]);
+    } else {
+        rt.ok(&[
+            "create",
+            "--console-socket",
+            console.path(),
+            "--bundle",
+            b,
+            &id,
+        ]);
+    }
+    let (master, payload) = console.receive();
+    if !detach_run {
+        rt.ok(&["start", &id]);
+    }
+    let out = converse(master, TTY_INPUT, "END-42");
+    rt.wait_status(&id, "stopped");
+    rt.ok(&["delete", &id]);
+    let (tty, size) = tty_and_size(&out);
+    assert!(out.contains("END-42"), "{}: {out:?}", rt.name);
+    (tty, size, payload)
+}
+
+#[test]
+fn terminal_over_console_socket_like_runc() {
+    let runc = Runtime::runc();
+    let tinyo = Runtime::tinyo();
+    let want = terminal_view(&runc, false);
+    let got = terminal_view(&tinyo, false);
+    assert_eq!(got, want);
+    assert_eq!((got.0.as_str(), got.1.as_str()), ("/dev/pts/0", "33 101"));
+    assert_eq!(terminal_view(&tinyo, true), want);
+    assert_eq!(terminal_view(&runc, true), want);
+}
+
+/// `exec -t -d --console-socket` in a running container without a terminal of its own.
+fn exec_terminal_view(rt: &Runtime) -> (String, String) {
+    let id = unique("rt-exectty");
+    let bundle = Bundle::new(&id, &["sleep", "100"]);
+    rt.track(&id);
+    rt.ok(&["create", "--bundle", bundle.path().to_str().unwrap(), &id]);
+    rt.ok(&["start", &id]);
+    rt.wait_status(&id, "running");
+    let console = ConsoleSocket::new();
+    rt.ok(&[
+        "exec",
+        "-t",
+        "-d",
+        "--console-socket",
+        console.path(),
+        &id,
+        "sh",
+    ]);
+    let (master, _) = console.receive();
+    let out = converse(master, TTY_INPUT, "END-42");
+    assert!(out.contains("END-42"), "{}: {out:?}", rt.name);
+    rt.ok(&["kill", &id, "KILL"]);
+    rt.wait_status(&id, "stopped");
+    rt.ok(&["delete", &id]);
+    tty_and_size(&out)
+}
+
+#[test]
+fn exec_terminal_over_console_socket_like_runc() {
+    let want = exec_terminal_view(&Runtime::runc());
+    let got = exec_terminal_view(&Runtime::tinyo());
+    assert_eq!(got, want);
+    assert_eq!(got.0, "/dev/pts/0");
+}
+
+#[test]
+fn terminal_without_console_socket_is_refused_in_one_line() {
+    let rt = Runtime::tinyo();
+    let id = unique("rt-notty");
+    let bundle = Bundle::new(&id, &["sh"]);
+    let mut spec = bundle.config();
+    spec["process"]["terminal"] = serde_json::json!(true);
+    bundle.write_config(&spec);
+    rt.track(&id);
+    let (code, _, err) = rt.run(&bundle, &id);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("--console-socket"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!rt.root.path().join(&id).exists(), "state left behind");
+}
+
+/// `run --preserve-fds 2` with descriptors 3 and 4 open on files: what the container writes
+/// to them and which descriptors it has.
+fn preserved_fds_view(rt: &Runtime) -> (String, String, String) {
+    let id = unique("rt-fds");
+    let bundle = Bundle::new(
+        &id,
+        &[
+            "sh",
+            "-c",
+            "echo to-three >&3; echo to-four >&4; ls /proc/self/fd | sort -n | tr '\\n' ' '",
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (three, four) = (dir.path().join("three"), dir.path().join("four"));
+    rt.track(&id);
+    let b = bundle.path().to_str().unwrap();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("exec 3>\"$1\" 4>\"$2\"; shift 2; exec \"$@\"")
+        .arg("sh")
+        .arg(&three)
+        .arg(&four);
+    let runtime = self_cmd_args(rt, &["run", "--preserve-fds", "2", "--bundle", b, &id]);
+    cmd.args(&runtime).stdin(Stdio::null());
+    let o = rt.out_of(cmd, &["run", "--preserve-fds", "2"]);
+    assert!(
+        o.status.success(),
+        "{}: {}",
+        rt.name,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (
+        std::fs::read_to_string(&three).unwrap(),
+        std::fs::read_to_string(&four).unwrap(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
+}
+
+/// The argv of [`Runtime::cmd`], to run it under another program.
+fn self_cmd_args(rt: &Runtime, args: &[&str]) -> Vec<String> {
+    let c = rt.cmd(args);
+    std::iter::once(c.get_program())
+        .chain(c.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn preserve_fds_pass_descriptors_like_runc() {
+    let want = preserved_fds_view(&Runtime::runc());
+    let got = preserved_fds_view(&Runtime::tinyo());
+    assert_eq!(got, want);
+    assert_eq!(got.0, "to-three\n");
+    assert!(got.2.starts_with("0 1 2 3 4 "), "{}", got.2);
+
+    // A descriptor that is not open is named.
+    let rt = Runtime::tinyo();
+    let id = unique("rt-fds-bad");
+    let bundle = Bundle::new(&id, &["true"]);
+    rt.track(&id);
+    let o = rt.out(&[
+        "run",
+        "--preserve-fds",
+        "40",
+        "--bundle",
+        bundle.path().to_str().unwrap(),
+        &id,
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("--preserve-fds 40"),
+        "{err}"
+    );
+}
+
+/// A hook that writes its state, argv[0] and $HOOK to `out` (a path in the namespace where
+/// the hook runs).
+fn hook(name: &str, out: &Path) -> Value {
+    serde_json::json!({
+        "path": "/bin/sh",
+        // argv[0] stays "sh" (busybox picks its applet by it); `$0` comes after the script.
+        "args": ["sh", "-c", format!("{{ cat; echo; echo \"$0 $HOOK\"; }} > {}", out.display()), name],
+        "env": ["HOOK=1"],
+        "timeout": 30,
+    })
+}
+
+/// Runs a container with one hook of every kind, each writing where it runs; returns each
+/// hook's status and the line with its argv[0] and env.
+fn hooks_view(rt: &Runtime) -> Vec<(String, String, String)> {
+    let id = unique("rt-hooks");
+    let bundle = Bundle::new(&id, &["true"]);
+    let dir = tempfile::tempdir().unwrap();
+    let host = |n: &str| dir.path().join(n);
+    let mut spec = bundle.config();
+    spec["hooks"] = serde_json::json!({
+        "prestart": [hook("prestart", &host("prestart"))],
+        "createRuntime": [hook("createRuntime", &host("createRuntime"))],
+        // In the container's namespaces but before pivot_root: host paths still resolve.
+        "createContainer": [hook("createContainer", &host("createContainer"))],
+        // In the container after pivot_root: /bin/sh and the output are the container's.
+        "startContainer": [hook("startContainer", Path::new("/startContainer"))],
+        "poststart": [hook("poststart", &host("poststart"))],
+        "poststop": [hook("poststop", &host("poststop"))],
+    });
+    bundle.write_config(&spec);
+    rt.track(&id);
+    let b = bundle.path().to_str().unwrap();
+    rt.ok(&["create", "--bundle", b, &id]);
+    rt.ok(&["start", &id]);
+    rt.wait_status(&id, "stopped");
+    rt.ok(&["delete", &id]);
+    let mut seen = Vec::new();
+    for kind in [
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "startContainer",
+        "poststart",
+        "poststop",
+    ] {
+        let path = if kind == "startContainer" {
+            bundle.rootfs().join("startContainer")
+        } else {
+            host(kind)
+        };
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {kind} hook wrote nothing: {e}", rt.name));
+        let (json, rest) = text.split_once('\n').unwrap();
+        let state: Value = serde_json::from_str(json).unwrap();
+        assert_eq!(state["id"], id.as_str(), "{kind}");
+        assert_eq!(state["bundle"], b, "{kind}");
+        seen.push((
+            kind.to_string(),
+            state["status"].as_str().unwrap_or_default().to_string(),
+            rest.trim().to_string(),
+        ));
+    }
+    seen
+}
+
+#[test]
+fn every_hook_kind_runs_where_runc_runs_it() {
+    let want = hooks_view(&Runtime::runc());
+    let got = hooks_view(&Runtime::tinyo());
+    assert_eq!(got, want);
+    assert_eq!(got[0].2, "prestart 1");
+}
+
+#[test]
+fn failing_hooks_fail_create_and_start_cleanly_and_post_hooks_only_warn() {
+    let rt = Runtime::tinyo();
+    let fail = serde_json::json!([{"path": "/bin/sh", "args": ["sh", "-c", "echo hook-said-no >&2; exit 7"]}]);
+    for kind in ["createRuntime", "createContainer", "prestart"] {
+        let id = unique("rt-hookfail");
+        let bundle = Bundle::new(&id, &["sleep", "100"]);
+        let mut spec = bundle.config();
+        spec["hooks"] = serde_json::json!({ kind: fail.clone() });
+        bundle.write_config(&spec);
+        rt.track(&id);
+        let o = rt.out(&["create", "--bundle", bundle.path().to_str().unwrap(), &id]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{kind}: create succeeded");
+        assert!(err.contains(kind) && err.contains("hook-said-no"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(!rt.root.path().join(&id).exists(), "{kind}: state left");
+        assert!(leftover_cgroups(&format!("tinyo-test-{id}")).is_empty());
+    }
+
+    // startContainer fails `start`; the container is stopped and deletes cleanly.
+    let id = unique("rt-hookfail");
+    let bundle = Bundle::new(&id, &["sleep", "100"]);
+    let mut spec = bundle.config();
+    spec["hooks"] = serde_json::json!({ "startContainer": fail.clone() });
+    bundle.write_config(&spec);
+    rt.track(&id);
+    rt.ok(&["create", "--bundle", bundle.path().to_str().unwrap(), &id]);
+    let o = rt.out(&["start", &id]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("startContainer"),
+        "{err}"
+    );
+    rt.wait_status(&id, "stopped");
+    rt.ok(&["delete", &id]);
+
+    // poststart and poststop only warn.
+    let id = unique("rt-hookwarn");
+    let bundle = Bundle::new(&id, &["true"]);
+    let mut spec = bundle.config();
+    spec["hooks"] = serde_json::json!({ "poststart": fail.clone(), "poststop": fail });
+    bundle.write_config(&spec);
+    rt.track(&id);
+    let (code, _, err) = rt.run(&bundle, &id);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("poststart hook #0") && err.contains("poststop hook #0"),
+        "{err}"
+    );
+    assert!(!rt.root.path().join(&id).exists());
 }

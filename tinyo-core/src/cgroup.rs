@@ -15,6 +15,10 @@ use oci_spec::runtime::LinuxResources;
 pub struct Dir {
     pub mountpoint: String,
     pub path: String,
+    /// Ancestors of `path` that `create` made (outermost first), removed again with the
+    /// container when empty: a nested cgroupsPath leaves nothing behind.
+    #[serde(default)]
+    pub created: Vec<String>,
 }
 
 /// The v1 hierarchies of this host: (mount point, controllers, whether tinyo makes a directory
@@ -90,6 +94,7 @@ pub fn plan(cgroups_path: Option<&Path>, id: &str) -> Vec<Dir> {
             Dir {
                 path: Path::new(&mountpoint).join(inner).display().to_string(),
                 mountpoint,
+                created: Vec::new(),
             }
         })
         .collect()
@@ -135,15 +140,28 @@ fn write(dirs: &[Dir], controller: &str, file: &str, value: &str) -> io::Result<
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
-/// Creates the directories. On error the ones already made are removed.
-pub fn create(dirs: &[Dir]) -> io::Result<()> {
-    for (i, d) in dirs.iter().enumerate() {
+/// Creates the directories, recording which ancestors it had to make. On error the ones
+/// already made are removed.
+pub fn create(dirs: &mut [Dir]) -> io::Result<()> {
+    for i in 0..dirs.len() {
+        let d = &mut dirs[i];
+        let mut missing = Vec::new();
+        let mut p = Path::new(&d.path).parent();
+        while let Some(a) =
+            p.filter(|a| a.starts_with(&d.mountpoint) && *a != Path::new(&d.mountpoint))
+        {
+            if a.exists() {
+                break;
+            }
+            missing.push(a.display().to_string());
+            p = a.parent();
+        }
+        missing.reverse();
+        d.created = missing;
         if let Err(e) = fs::create_dir_all(&d.path) {
-            remove(&dirs[..i]);
-            return Err(io::Error::new(
-                e.kind(),
-                format!("creating cgroup {}: {e}", d.path),
-            ));
+            let what = format!("creating cgroup {}: {e}", d.path);
+            remove(&dirs[..=i]);
+            return Err(io::Error::new(e.kind(), what));
         }
     }
     Ok(())
@@ -287,7 +305,7 @@ pub fn pids(dirs: &[Dir]) -> Vec<i32> {
 }
 
 /// Removes the directories (missing ones are fine), retrying briefly while the kernel still
-/// counts exiting tasks.
+/// counts exiting tasks, then the ancestors `create` made if nothing else uses them.
 pub fn remove(dirs: &[Dir]) {
     for d in dirs {
         for _ in 0..100 {
@@ -296,6 +314,11 @@ pub fn remove(dirs: &[Dir]) {
                     std::thread::sleep(std::time::Duration::from_millis(5))
                 }
                 _ => break,
+            }
+        }
+        for a in d.created.iter().rev() {
+            if fs::remove_dir(a).is_err() {
+                break; // still used by another container
             }
         }
     }

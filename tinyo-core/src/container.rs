@@ -15,9 +15,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::bundle::{Bundle, BundleError};
 use crate::cgroup;
+use crate::hooks::{self, Hooks};
 use crate::mounts::{self, PlanError, PlanOptions};
 use crate::process::{self, ProcessError, ProcessPlan};
 use crate::sys;
+use crate::terminal;
 
 /// Why a lifecycle command failed. Each message names the container or the thing at fault.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +94,9 @@ pub struct Saved {
     pub annotations: BTreeMap<String, String>,
     #[serde(default)]
     pub cgroups: Vec<cgroup::Dir>,
+    /// The config's hooks (poststart and poststop run from `start` and `delete`).
+    #[serde(default, skip_serializing_if = "Hooks::is_empty")]
+    pub hooks: Hooks,
 }
 
 /// The runtime-spec state of a container (what `tinyo state` prints), plus runc's extras.
@@ -114,6 +119,10 @@ pub struct State {
 #[derive(Debug, Clone, Default)]
 pub struct ExecOptions {
     pub pid_file: Option<PathBuf>,
+    /// Where to send the pty master when the process has `terminal: true`.
+    pub console_socket: Option<PathBuf>,
+    /// Descriptors 3..3+N of this process are passed on to the process.
+    pub preserve_fds: u32,
 }
 
 /// Options of `create`.
@@ -121,6 +130,10 @@ pub struct ExecOptions {
 pub struct CreateOptions {
     pub no_pivot: bool,
     pub pid_file: Option<PathBuf>,
+    /// Where to send the pty master when `process.terminal` is true.
+    pub console_socket: Option<PathBuf>,
+    /// Descriptors 3..3+N of this process are passed on to the container process.
+    pub preserve_fds: u32,
 }
 
 /// A created container, as `create` returns it.
@@ -366,7 +379,8 @@ impl Runtime {
         sys::mkfifo(&fifo, 0o600).map_err(io_err(format!("creating {}", fifo.display())))?;
         let state_fd = sys::open_dir(&lock.dir).map_err(io_err("opening the state directory"))?;
         let mut warnings = prepared.warnings.clone();
-        cgroup::create(&prepared.cgroups).map_err(io_err("setting up cgroups"))?;
+        let mut prepared = prepared;
+        cgroup::create(&mut prepared.cgroups).map_err(io_err("setting up cgroups"))?;
         let fail = |e: Error| {
             cgroup::remove(&prepared.cgroups);
             e
@@ -382,7 +396,16 @@ impl Runtime {
                 Err(e) => return Err(fail(io_err("applying linux.resources")(e))),
             }
         }
-        let pid = spawn(&prepared, state_fd, lock.fd.as_raw_fd()).map_err(fail)?;
+        let console = match &opts.console_socket {
+            Some(path) if prepared.terminal => Some(terminal::connect(path).map_err(|e| {
+                fail(io_err(format!(
+                    "connecting to --console-socket {}",
+                    path.display()
+                ))(e))
+            })?),
+            _ => None,
+        };
+        let pid = spawn(&prepared, state_fd, lock.fd.as_raw_fd(), console).map_err(fail)?;
         let start_time = proc_stat(pid).map(|s| s.1).unwrap_or(0);
         let saved = Saved {
             id: id.into(),
@@ -399,6 +422,7 @@ impl Runtime {
                 .into_iter()
                 .collect(),
             cgroups: prepared.cgroups.clone(),
+            hooks: prepared.hooks.clone(),
         };
         let written = write_state(&lock.dir, &saved).and_then(|()| match &opts.pid_file {
             Some(p) => write_atomic(p, pid.to_string().as_bytes()),
@@ -413,7 +437,7 @@ impl Runtime {
     }
 
     /// Lets a created container run its process.
-    pub fn start(&self, id: &str) -> Result<(), Error> {
+    pub fn start(&self, id: &str) -> Result<Vec<String>, Error> {
         let (lock, saved) = self.open(id)?;
         let status = self.status(&lock.dir, &saved);
         if status != Status::Created {
@@ -428,14 +452,21 @@ impl Runtime {
             .custom_flags_nonblock()
             .open(&fifo)
             .map_err(io_err(format!("opening {}", fifo.display())))?;
-        // Wait for the container to open its end and write one byte; EOF with the container
-        // gone means it died before it could be started.
+        // Wait for the container to open its end, run its startContainer hooks and write one
+        // byte: `0` when it is about to exec, `E` and the reason when a hook failed. EOF with
+        // the container gone means it died before it could be started.
         let mut byte = [0u8; 1];
         let mut tries = 0;
+        // startContainer hooks run before the byte is written: wait as long as it lives.
+        let bound = if saved.hooks.start_container.is_empty() {
+            2000
+        } else {
+            u64::MAX
+        };
         loop {
             match f.read(&mut byte) {
                 Ok(1) => break,
-                Ok(_) | Err(_) if tries < 2000 && saved.alive() => {
+                Ok(_) | Err(_) if tries < bound && saved.alive() => {
                     tries += 1;
                     std::thread::sleep(std::time::Duration::from_micros(500));
                 }
@@ -447,8 +478,35 @@ impl Runtime {
                 }
             }
         }
+        if byte[0] == b'E' {
+            let mut msg = Vec::new();
+            loop {
+                let mut buf = [0u8; 4096];
+                match f.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => msg.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock && saved.alive() => {
+                        std::thread::sleep(std::time::Duration::from_micros(500));
+                    }
+                    Err(_) => break,
+                }
+            }
+            let _ = fs::remove_file(&fifo);
+            return Err(Error::Setup(
+                String::from_utf8_lossy(&msg).trim().to_string(),
+            ));
+        }
         fs::remove_file(&fifo).map_err(io_err(format!("removing {}", fifo.display())))?;
-        Ok(())
+        let mut warnings = Vec::new();
+        if !saved.hooks.poststart.is_empty() {
+            // runc hands poststart hooks the state as it was before the start: "created".
+            let state =
+                hooks::state_json(id, "created", saved.pid, &saved.bundle, &saved.annotations);
+            if let Err(e) = hooks::run("poststart", &saved.hooks.poststart, &state) {
+                warnings.push(e);
+            }
+        }
+        Ok(warnings)
     }
 
     /// Sends `signal` to the container's process (or, with `all`, to every process in its
@@ -481,11 +539,9 @@ impl Runtime {
         if status != Status::Running && status != Status::Created {
             return Err(Error::NotRunning(id.into()));
         }
-        if process.terminal() == Some(true) {
-            return Err(Error::Unsupported(
-                "process.terminal is not supported yet (no -t / --console-socket)".into(),
-            ));
-        }
+        let terminal = process.terminal() == Some(true);
+        check_terminal(terminal, opts.console_socket.as_deref())?;
+        let console_size = terminal::console_size(&process);
         let b = Bundle::load(&saved.bundle)?;
         let mut spec = b.spec().clone();
         spec.set_process(Some(process));
@@ -493,6 +549,7 @@ impl Runtime {
         spec.set_domainname(None);
         let mut plan = ProcessPlan::from_spec(&spec)?;
         plan.sysctl.clear();
+        plan.preserve_fds = opts.preserve_fds;
         if plan.args.is_empty() {
             return Err(ProcessError::NoProcess.into());
         }
@@ -532,17 +589,33 @@ impl Runtime {
             let (r, w) = sys::pipe().map_err(io_err("creating the sync pipe"))?;
             (fs::File::from(r), w)
         };
+        let console = match &opts.console_socket {
+            Some(path) if terminal => Some(terminal::connect(path).map_err(io_err(format!(
+                "connecting to --console-socket {}",
+                path.display()
+            )))?),
+            _ => None,
+        };
         // SAFETY: the tinyo CLI is single-threaded; the child never returns from this block.
         let pid = unsafe { sys::clone3(0) }.map_err(io_err("cloning the exec process"))?;
         let Some(pid) = pid else {
             drop(rd);
             sys::close_raw(lock.fd.as_raw_fd());
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                exec_child(&plan, &saved.cgroups, &ns_fds, root, wr)
+                exec_child(
+                    &plan,
+                    &saved.cgroups,
+                    &ns_fds,
+                    root,
+                    wr,
+                    console,
+                    console_size,
+                )
             }));
             sys::exit_now(1);
         };
         drop(wr);
+        drop(console);
         let mut first = [0u8; 1];
         if rd.read(&mut first).unwrap_or(0) == 1 && first[0] == b'R' {
             if let Some(p) = &opts.pid_file {
@@ -580,7 +653,7 @@ impl Runtime {
 
     /// Removes the container: its cgroups and state. A container that is still running needs
     /// `force`, which kills it (SIGKILL) first.
-    pub fn delete(&self, id: &str, force: bool) -> Result<(), Error> {
+    pub fn delete(&self, id: &str, force: bool) -> Result<Vec<String>, Error> {
         let (lock, saved) = self.open(id)?;
         let status = self.status(&lock.dir, &saved);
         if status == Status::Running || status == Status::Created {
@@ -604,7 +677,17 @@ impl Runtime {
             }
         }
         cgroup::remove(&saved.cgroups);
-        fs::remove_dir_all(&lock.dir).map_err(io_err(format!("removing {}", lock.dir.display())))
+        let mut warnings = Vec::new();
+        if !saved.hooks.poststop.is_empty() {
+            let state =
+                hooks::state_json(id, "stopped", saved.pid, &saved.bundle, &saved.annotations);
+            if let Err(e) = hooks::run("poststop", &saved.hooks.poststop, &state) {
+                warnings.push(e);
+            }
+        }
+        fs::remove_dir_all(&lock.dir)
+            .map_err(io_err(format!("removing {}", lock.dir.display())))?;
+        Ok(warnings)
     }
 }
 
@@ -650,6 +733,14 @@ struct Prepared {
     join: Vec<(libc::c_int, PathBuf)>,
     uts: bool,
     warnings: Vec<String>,
+    hooks: Hooks,
+    /// `process.terminal`, and `process.consoleSize` as (rows, columns).
+    terminal: bool,
+    console_size: Option<(u16, u16)>,
+    /// The state hooks read: id, bundle, annotations.
+    id: String,
+    bundle: PathBuf,
+    annotations: BTreeMap<String, String>,
 }
 
 fn ns_flag(t: LinuxNamespaceType) -> libc::c_int {
@@ -676,7 +767,8 @@ impl Prepared {
                 no_pivot: opts.no_pivot,
             },
         )?;
-        let process = ProcessPlan::from_spec(spec)?;
+        let mut process = ProcessPlan::from_spec(spec)?;
+        process.preserve_fds = opts.preserve_fds;
         if process.args.is_empty() {
             return Err(ProcessError::NoProcess.into());
         }
@@ -720,7 +812,7 @@ impl Prepared {
                 "linux.namespaces: a mount namespace is required (tinyo never mounts in the host's namespace)".into(),
             ));
         }
-        let mut warnings = Vec::new();
+        let warnings = Vec::new();
         let l = linux;
         if l.and_then(|l| l.seccomp().as_ref()).is_some() {
             return Err(Error::Unsupported(
@@ -734,18 +826,11 @@ impl Prepared {
                 "linux.uidMappings: user namespaces are not supported yet".into(),
             ));
         }
-        if spec
-            .process()
-            .as_ref()
-            .is_some_and(|p| p.terminal() == Some(true))
-        {
-            return Err(Error::Unsupported(
-                "process.terminal is not supported yet: set \"terminal\": false (no --console-socket support)".into(),
-            ));
-        }
-        if spec.hooks().is_some() {
-            warnings.push("hooks are not run yet".into());
-        }
+        let proc_spec = spec.process().as_ref();
+        let terminal = proc_spec.is_some_and(|p| p.terminal() == Some(true));
+        check_terminal(terminal, opts.console_socket.as_deref())?;
+        let console_size = proc_spec.and_then(terminal::console_size);
+        let hooks = Hooks::from_spec(spec).map_err(Error::Unsupported)?;
         let cgroups_path = l.and_then(|l| l.cgroups_path().as_deref());
         let cgroups = cgroup::plan(cgroups_path, id);
         let cgroup_binds = if plan
@@ -766,7 +851,33 @@ impl Prepared {
             join,
             uts,
             warnings,
+            hooks,
+            terminal,
+            console_size,
+            id: id.to_string(),
+            bundle: b.dir().to_path_buf(),
+            annotations: spec
+                .annotations()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
         })
+    }
+}
+
+/// A terminal needs a console socket to send its master to (tinyo never relays a pty itself),
+/// and a console socket is only for a terminal, as runc has it.
+fn check_terminal(terminal: bool, socket: Option<&Path>) -> Result<(), Error> {
+    match (terminal, socket) {
+        (true, None) => Err(Error::Unsupported(
+            "process.terminal is true but no --console-socket was given (tinyo does not relay a terminal itself: pass --console-socket, or set \"terminal\": false)".into(),
+        )),
+        (false, Some(s)) => Err(Error::Unsupported(format!(
+            "--console-socket {} given but process.terminal is false",
+            s.display()
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -778,12 +889,19 @@ fn serde_name<T: Serialize>(v: &T) -> String {
 }
 
 /// Clones the container process and waits until it reports that it is set up and waiting on
-/// the exec barrier (or why it failed).
-fn spawn(p: &Prepared, state_fd: OwnedFd, lock_fd: std::os::fd::RawFd) -> Result<i32, Error> {
+/// the exec barrier (or why it failed). On the way it may ask (`H`) for the prestart and
+/// createRuntime hooks, which run here, in the runtime's namespaces.
+fn spawn(
+    p: &Prepared,
+    state_fd: OwnedFd,
+    lock_fd: std::os::fd::RawFd,
+    console: Option<OwnedFd>,
+) -> Result<i32, Error> {
     let (mut rd, wr) = {
         let (r, w) = sys::pipe().map_err(io_err("creating the sync pipe"))?;
         (fs::File::from(r), w)
     };
+    let (reply_rd, reply_wr) = sys::pipe().map_err(io_err("creating the hook pipe"))?;
     // Join namespaces given by path: the pid namespace must be joined before cloning (it
     // applies to children); the others are joined in the child.
     let mut ns_fds = Vec::new();
@@ -803,10 +921,11 @@ fn spawn(p: &Prepared, state_fd: OwnedFd, lock_fd: std::os::fd::RawFd) -> Result
         unsafe { sys::clone3(p.clone_flags) }.map_err(io_err("cloning the container process"))?;
     let Some(pid) = pid else {
         drop(rd);
+        drop(reply_wr);
         // The lock is the creator's: a copy held here would block `start` forever.
         sys::close_raw(lock_fd);
         let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            child_main(p, &ns_fds, state_fd, wr)
+            child_main(p, &ns_fds, state_fd, wr, reply_rd, console)
         })) {
             Ok(()) => 1,
             Err(_) => 2,
@@ -815,17 +934,37 @@ fn spawn(p: &Prepared, state_fd: OwnedFd, lock_fd: std::os::fd::RawFd) -> Result
     };
     drop(wr);
     drop(state_fd);
+    drop(console);
+    drop(reply_rd);
+    let mut reply = fs::File::from(reply_wr);
+    let fail = |msg: String| {
+        let _ = sys::kill(pid, libc::SIGKILL);
+        let _ = sys::waitpid(pid, 0);
+        Error::Setup(msg)
+    };
     let mut buf = Vec::new();
-    let mut first = [0u8; 1];
-    let n = rd.read(&mut first).unwrap_or(0);
-    if n == 1 && first[0] == b'R' {
-        return Ok(pid);
+    loop {
+        let mut first = [0u8; 1];
+        let n = rd.read(&mut first).unwrap_or(0);
+        match (n, first[0]) {
+            (1, b'R') => return Ok(pid),
+            (1, b'H') => {
+                let state = hooks::state_json(&p.id, "creating", pid, &p.bundle, &p.annotations);
+                let ran = hooks::run("prestart", &p.hooks.prestart, &state)
+                    .and_then(|()| hooks::run("createRuntime", &p.hooks.create_runtime, &state));
+                if let Err(e) = ran {
+                    return Err(fail(e));
+                }
+                if reply.write_all(b"K").is_err() {
+                    break;
+                }
+            }
+            _ => break,
+        }
     }
     let _ = rd.read_to_end(&mut buf);
-    let _ = sys::kill(pid, libc::SIGKILL);
-    let _ = sys::waitpid(pid, 0);
     let msg = String::from_utf8_lossy(&buf).trim().to_string();
-    Err(Error::Setup(if msg.is_empty() {
+    Err(fail(if msg.is_empty() {
         "the container process exited during setup".into()
     } else {
         msg
@@ -833,30 +972,73 @@ fn spawn(p: &Prepared, state_fd: OwnedFd, lock_fd: std::os::fd::RawFd) -> Result
 }
 
 /// The container process: never returns normally except to report failure on `sync`.
-fn child_main(p: &Prepared, ns_fds: &[(libc::c_int, OwnedFd)], state_fd: OwnedFd, sync: OwnedFd) {
+fn child_main(
+    p: &Prepared,
+    ns_fds: &[(libc::c_int, OwnedFd)],
+    state_fd: OwnedFd,
+    sync: OwnedFd,
+    reply: OwnedFd,
+    console: Option<OwnedFd>,
+) {
     let mut sync = fs::File::from(sync);
+    let mut reply = fs::File::from(reply);
+    let mut console = console;
     let report = |sync: &mut fs::File, msg: String| {
         let _ = sync.write_all(b"E");
         let _ = sync.write_all(msg.as_bytes());
     };
     // Die with the creating process until setup is finished.
     let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as _, 0);
-    let setup = || -> Result<std::path::PathBuf, String> {
+    let sync_ref = &sync;
+    let mut setup = || -> Result<std::path::PathBuf, String> {
         cgroup::join_self(&p.cgroups).map_err(|e| e.to_string())?;
         for (flag, fd) in ns_fds {
             if *flag != libc::CLONE_NEWPID {
                 sys::setns(fd.as_fd(), *flag).map_err(|e| format!("joining namespace: {e}"))?;
             }
         }
+        // Every mount is made: the runtime runs prestart and createRuntime hooks, then the
+        // createContainer hooks run here, before pivot_root (as runc does).
+        let mut hooks_before_enter = || -> Result<(), String> {
+            if p.hooks.has_runtime_create() {
+                let mut w = sync_ref;
+                w.write_all(b"H")
+                    .map_err(|e| format!("asking for hooks: {e}"))?;
+                let mut ok = [0u8; 1];
+                if reply.read(&mut ok).unwrap_or(0) != 1 || ok[0] != b'K' {
+                    return Err("createRuntime hooks failed".into());
+                }
+            }
+            if !p.hooks.create_container.is_empty() {
+                let state = hooks::state_json(
+                    &p.id,
+                    "creating",
+                    std::process::id() as i32,
+                    &p.bundle,
+                    &p.annotations,
+                );
+                hooks::run("createContainer", &p.hooks.create_container, &state)?;
+            }
+            Ok(())
+        };
         // Hostname, sysctl, rlimits and the OOM score are set once inside the new root, before
         // /proc/sys and friends become read-only.
         let mut system = || process::apply_system(&p.process, p.uts);
-        crate::rootfs::apply(&p.plan, &p.cgroup_binds, &mut system).map_err(|e| error_chain(&e))?;
+        crate::rootfs::apply(
+            &p.plan,
+            &p.cgroup_binds,
+            &mut hooks_before_enter,
+            &mut system,
+        )
+        .map_err(|e| error_chain(&e))?;
         if !p.process.cwd.is_dir() {
             return Err(format!(
                 "process.cwd {} is not a directory in the container",
                 p.process.cwd.display()
             ));
+        }
+        if let Some(socket) = console.take() {
+            terminal::setup(socket, p.console_size)?;
         }
         p.process.resolve_exe().map_err(|e| e.to_string())
     };
@@ -869,6 +1051,7 @@ fn child_main(p: &Prepared, ns_fds: &[(libc::c_int, OwnedFd)], state_fd: OwnedFd
         return;
     }
     drop(sync);
+    drop(reply);
     // The exec barrier: blocks until `start` opens the FIFO for reading.
     let fifo = c"exec.fifo";
     // SAFETY: `state_fd` is a live O_PATH directory descriptor and `fifo` NUL-terminated.
@@ -884,11 +1067,27 @@ fn child_main(p: &Prepared, ns_fds: &[(libc::c_int, OwnedFd)], state_fd: OwnedFd
     }
     // SAFETY: openat just returned this descriptor and nothing else owns it.
     let mut f = fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    drop(state_fd);
+    // startContainer hooks: in the container, right before the exec; `start` waits for them
+    // and fails with their error.
+    if !p.hooks.start_container.is_empty() {
+        let state = hooks::state_json(
+            &p.id,
+            "created",
+            std::process::id() as i32,
+            &p.bundle,
+            &p.annotations,
+        );
+        if let Err(msg) = hooks::run("startContainer", &p.hooks.start_container, &state) {
+            let _ = f.write_all(b"E");
+            let _ = f.write_all(msg.as_bytes());
+            return;
+        }
+    }
     if f.write_all(b"0").is_err() {
         return;
     }
     drop(f);
-    drop(state_fd);
     if let Err(msg) = process::apply_identity(&p.process) {
         eprintln!("tinyo: container setup: {msg}");
         return;
@@ -904,6 +1103,8 @@ fn exec_child(
     ns_fds: &[(libc::c_int, OwnedFd)],
     root: OwnedFd,
     sync: OwnedFd,
+    console: Option<OwnedFd>,
+    console_size: Option<(u16, u16)>,
 ) {
     let mut sync = fs::File::from(sync);
     let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as _, 0);
@@ -930,7 +1131,11 @@ fn exec_child(
                 p.cwd.display()
             ));
         }
-        p.resolve_exe().map_err(|e| e.to_string())
+        let exe = p.resolve_exe().map_err(|e| e.to_string())?;
+        if let Some(socket) = console {
+            terminal::setup(socket, console_size)?;
+        }
+        Ok(exe)
     };
     let exe = match setup() {
         Ok(exe) => exe,

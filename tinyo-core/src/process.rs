@@ -113,6 +113,8 @@ pub struct ProcessPlan {
     pub cwd: PathBuf,
     pub args: Vec<String>,
     pub env: Vec<String>,
+    /// Descriptors 3..3+N are passed on through exec (`--preserve-fds N`).
+    pub preserve_fds: u32,
 }
 
 /// Why a spec's process section cannot be run.
@@ -317,8 +319,14 @@ pub fn exec(p: &ProcessPlan, exe: &Path) -> String {
     let (Ok(argv), Ok(envp), Ok(path)) = (to_c(&p.args), to_c(&p.env), sys::cstr(exe)) else {
         return "process.args or env contain a NUL byte".into();
     };
-    if let Err(e) = sys::cloexec_from(3) {
+    let first = 3 + p.preserve_fds;
+    if let Err(e) = sys::cloexec_from(first) {
         return format!("marking descriptors close-on-exec: {e}");
+    }
+    for fd in 3..first {
+        if let Err(e) = sys::clear_cloexec(fd as i32) {
+            return format!("--preserve-fds: descriptor {fd}: {e}");
+        }
     }
     let err = sys::execve(&path, &argv, &envp);
     format!("exec {}: {err}", exe.display())

@@ -31,10 +31,12 @@ fn ctx<T>(r: io::Result<T>, what: impl FnOnce() -> String) -> Result<T, RootfsEr
 /// point, e.g. `/sys/fs/cgroup/memory` → its directory), used for the `cgroup` mount type.
 /// `entered` runs right after the process entered the new root and before masked and
 /// read-only paths are applied: sysctls must be written while `/proc/sys` is still writable,
-/// as runc does.
+/// as runc does. `before_enter` runs right before the process enters the new root, once every
+/// mount is made (where runc runs the createRuntime and createContainer hooks).
 pub fn apply(
     plan: &Plan,
     cgroups: &[(String, String)],
+    before_enter: &mut dyn FnMut() -> Result<(), String>,
     entered: &mut dyn FnMut() -> Result<(), String>,
 ) -> Result<(), RootfsError> {
     let mut root: Option<OwnedFd> = None;
@@ -60,6 +62,10 @@ pub fn apply(
             }
             Op::EnterRoot { pivot } => {
                 let rootfs = rootfs_path.as_deref().unwrap_or(Path::new("/"));
+                before_enter().map_err(|e| RootfsError {
+                    what: "before entering the root".into(),
+                    source: io::Error::other(e),
+                })?;
                 enter_root(rootfs, *pivot)?;
                 root = None;
                 did_enter = true;
@@ -92,6 +98,10 @@ pub fn apply(
         }
     }
     if !did_enter {
+        before_enter().map_err(|e| RootfsError {
+            what: "before entering the root".into(),
+            source: io::Error::other(e),
+        })?;
         entered().map_err(|what| RootfsError {
             what,
             source: io::Error::other("container system settings"),

@@ -625,6 +625,131 @@ pub fn forward_signals(pid: libc::pid_t, signals: &[libc::c_int]) -> io::Result<
     Ok(())
 }
 
+/// `fcntl(F_GETFD)`: whether `fd` is an open descriptor of this process.
+pub fn fd_is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only reads the descriptor's flags; an unopened number gives EBADF.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}
+
+/// Clears `FD_CLOEXEC` on `fd` (a descriptor passed on to the container with --preserve-fds).
+pub fn clear_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: F_SETFD only changes the descriptor's flags.
+    check(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }).map(drop)
+}
+
+/// `memfd_create(2)` with `MFD_CLOEXEC`: an anonymous file (to capture a hook's output).
+pub fn memfd(name: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: `name` is NUL-terminated.
+    let fd = check(unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) })?;
+    // SAFETY: memfd_create just returned this descriptor and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Opens the pty multiplexer at `path` (the container's `/dev/ptmx`), unlocks the new pty
+/// and returns its master and the number N of its slave `/dev/pts/N`.
+pub fn open_pty(path: &Path) -> io::Result<(OwnedFd, u32)> {
+    let p = cstr(path)?;
+    // SAFETY: `p` is NUL-terminated.
+    let fd =
+        check(unsafe { libc::open(p.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) })?;
+    // SAFETY: open just returned this descriptor and nothing else owns it.
+    let master = unsafe { OwnedFd::from_raw_fd(fd) };
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads one int from the valid pointer given.
+    check(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) })?;
+    let mut n: libc::c_uint = 0;
+    // SAFETY: TIOCGPTN writes one unsigned int to the valid pointer given.
+    check(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut n) })?;
+    Ok((master, n))
+}
+
+/// `TIOCSWINSZ`: sets a terminal's window size.
+pub fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a winsize from the valid pointer given.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) }).map(drop)
+}
+
+/// `setsid(2)`; `EPERM` (already a process-group leader) is an error.
+pub fn setsid() -> io::Result<()> {
+    // SAFETY: no arguments.
+    check(unsafe { libc::setsid() }).map(drop)
+}
+
+/// `TIOCSCTTY`: makes `fd` the controlling terminal of this (session leader) process.
+pub fn set_ctty(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal).
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) }).map(drop)
+}
+
+/// `dup2(2)` (without `O_CLOEXEC` on the new descriptor).
+pub fn dup2(old: BorrowedFd<'_>, new: RawFd) -> io::Result<()> {
+    // SAFETY: `old` is live; `new` is replaced atomically, which the caller asked for.
+    check(unsafe { libc::dup2(old.as_raw_fd(), new) }).map(drop)
+}
+
+/// Sends `fd` over the connected unix socket `sock` with `SCM_RIGHTS`, with `payload` as the
+/// message's data (runc sends the name the master was opened by, `/dev/ptmx`).
+pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>, payload: &[u8]) -> io::Result<()> {
+    let raw = fd.as_raw_fd();
+    let mut data = payload.to_vec();
+    if data.is_empty() {
+        data.push(0);
+    }
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+    // u64 elements keep the control buffer aligned for cmsghdr.
+    let mut control = vec![0u64; space.div_ceil(8)];
+    // SAFETY: an all-zero msghdr is a valid value to fill in.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: `msg` has a control buffer of CMSG_SPACE(sizeof fd) bytes, so the first header
+    // exists.
+    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    if cmsg.is_null() {
+        return Err(io::Error::other("no room for the control message"));
+    }
+    // SAFETY: `cmsg` points into `control`, which is large enough and aligned.
+    unsafe {
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+    }
+    // SAFETY: as above.
+    unsafe {
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+    }
+    // SAFETY: CMSG_LEN only computes a size.
+    let len = unsafe { libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) };
+    // SAFETY: as above.
+    unsafe {
+        (*cmsg).cmsg_len = len as _;
+    }
+    // SAFETY: `cmsg` is a valid header inside `control`; CMSG_DATA only computes an address.
+    let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<RawFd>();
+    // SAFETY: the data of this header has room for one descriptor (CMSG_SPACE above);
+    // write_unaligned because the data need not be aligned for an int.
+    unsafe { std::ptr::write_unaligned(data, raw) };
+    loop {
+        // SAFETY: `msg` and everything it points to are live for the call.
+        let r = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        match check_long(r as libc::c_long) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other.map(drop),
+        }
+    }
+}
+
 /// `fchdir(2)` (works on `O_PATH` directory descriptors).
 pub fn fchdir(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: `fd` is live.

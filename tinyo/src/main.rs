@@ -2,8 +2,9 @@
 //! `commands/` and only translates flags into tinyo-core calls.
 //!
 //! Implemented: `spec`, `create`, `start`, `state`, `kill`, `delete`, `run`, `list`, `ps`,
-//! `features`, `exec`. Not yet: `pause`/`resume`, `--console-socket` (terminals); they
-//! are not offered (or refused clearly, for the flags).
+//! `features`, `exec`. Not yet: `pause`/`resume`. Terminals need `--console-socket`: tinyo
+//! never relays a pty itself, so a foreground `run`/`exec` with a terminal and no console
+//! socket is refused with a one-line error.
 
 mod commands;
 mod log;
@@ -18,7 +19,7 @@ const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\nspec: ", "1.2.0");
 #[command(
     name = "tinyo",
     version = VERSION,
-    about = "A runc-compatible OCI container runtime (no terminals, hooks, seccomp or user namespaces yet)"
+    about = "A runc-compatible OCI container runtime (no seccomp or user namespaces yet)"
 )]
 struct Cli {
     /// Directory for container state.
@@ -79,10 +80,10 @@ fn main() {
         match cli.command {
             Command::Spec(args) => commands::spec::run(args).map(|()| 0),
             Command::Create(args) => commands::create::run(&rt, &logger, args),
-            Command::Start(args) => commands::start::run(&rt, args),
+            Command::Start(args) => commands::start::run(&rt, &logger, args),
             Command::State(args) => commands::state::run(&rt, args),
             Command::Kill(args) => commands::kill::run(&rt, args),
-            Command::Delete(args) => commands::delete::run(&rt, args),
+            Command::Delete(args) => commands::delete::run(&rt, &logger, args),
             Command::Run(args) => commands::run::run(&rt, &logger, args),
             Command::List(args) => commands::list::run(&rt, args),
             Command::Exec(args) => commands::exec::run(&rt, &logger, args),

@@ -15,10 +15,10 @@ pub struct Args {
     /// Write the container process's pid (as seen from here) to this file.
     #[arg(long)]
     pub pid_file: Option<PathBuf>,
-    /// Unix socket to send a pty master to (not supported yet: refused).
+    /// Unix socket to send the pty master to (needed when process.terminal is true).
     #[arg(long)]
     pub console_socket: Option<PathBuf>,
-    /// Pass this many extra file descriptors (after stdio) to the container (only 0 for now).
+    /// Pass this many extra file descriptors (3, 4, …) to the container process.
     #[arg(long, default_value_t = 0)]
     pub preserve_fds: u32,
     /// Enter the root with chroot instead of pivot_root (for ramfs roots).
@@ -33,18 +33,7 @@ pub struct Args {
 
 /// Checks the flags tinyo does not support yet and builds the core's options.
 pub fn options(args: &Args) -> Result<CreateOptions> {
-    if let Some(s) = &args.console_socket {
-        bail!(
-            "--console-socket {}: terminals are not supported yet (run without -t)",
-            s.display()
-        );
-    }
-    if args.preserve_fds != 0 {
-        bail!(
-            "--preserve-fds {}: passing extra descriptors is not supported yet",
-            args.preserve_fds
-        );
-    }
+    check_preserved(args.preserve_fds)?;
     // The pid file is written relative to where tinyo was started, as runc does.
     let pid_file = match &args.pid_file {
         Some(p) if p.is_relative() => Some(std::env::current_dir()?.join(p)),
@@ -53,6 +42,26 @@ pub fn options(args: &Args) -> Result<CreateOptions> {
     Ok(CreateOptions {
         no_pivot: args.no_pivot,
         pid_file,
+        console_socket: absolute(args.console_socket.as_ref())?,
+        preserve_fds: args.preserve_fds,
+    })
+}
+
+/// `--preserve-fds N`: descriptors 3..3+N must be open here.
+pub fn check_preserved(n: u32) -> Result<()> {
+    for fd in 3..3u32.saturating_add(n) {
+        if !tinyo_core::sys::fd_is_open(fd as i32) {
+            bail!("--preserve-fds {n}: descriptor {fd} is not open");
+        }
+    }
+    Ok(())
+}
+
+/// A path made absolute against where tinyo was started.
+pub fn absolute(p: Option<&PathBuf>) -> Result<Option<PathBuf>> {
+    Ok(match p {
+        Some(p) if p.is_relative() => Some(std::env::current_dir()?.join(p)),
+        other => other.cloned(),
     })
 }
 

@@ -3,6 +3,8 @@
 use anyhow::{Context, Result};
 use tinyo_core::container::Runtime;
 
+use crate::log::Logger;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Kill the container first if it is still running.
@@ -12,8 +14,13 @@ pub struct Args {
     pub id: String,
 }
 
-pub fn run(rt: &Runtime, args: Args) -> Result<i32> {
-    rt.delete(&args.id, args.force)
+pub fn run(rt: &Runtime, log: &Logger, args: Args) -> Result<i32> {
+    let warnings = rt
+        .delete(&args.id, args.force)
         .with_context(|| format!("deleting container {:?}", args.id))?;
+    // Failing poststop hooks only warn, as in runc.
+    for w in &warnings {
+        log.warn(w);
+    }
     Ok(0)
 }

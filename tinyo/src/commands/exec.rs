@@ -15,10 +15,10 @@ pub struct Args {
     /// Do not wait for the process.
     #[arg(short, long)]
     pub detach: bool,
-    /// Allocate a terminal (not supported yet: refused).
+    /// Allocate a terminal (its master goes to --console-socket).
     #[arg(short, long)]
     pub tty: bool,
-    /// Unix socket for the pty master (not supported yet: refused).
+    /// Unix socket to send the pty master to (needed with a terminal).
     #[arg(long)]
     pub console_socket: Option<PathBuf>,
     /// Working directory inside the container.
@@ -33,7 +33,7 @@ pub struct Args {
     /// Write the process's pid to this file.
     #[arg(long)]
     pub pid_file: Option<PathBuf>,
-    /// Extra descriptors to pass (only 0 for now).
+    /// Pass this many extra file descriptors (3, 4, …) to the process.
     #[arg(long, default_value_t = 0)]
     pub preserve_fds: u32,
     /// Container id.
@@ -57,7 +57,7 @@ fn process(
     }
     let mut p = rt_bundle.unwrap_or_default();
     p.set_args(Some(args.command.clone()));
-    p.set_terminal(Some(false));
+    p.set_terminal(Some(args.tty));
     if let Some(cwd) = &args.cwd {
         p.set_cwd(cwd.clone());
     }
@@ -82,15 +82,7 @@ fn process(
 }
 
 pub fn run(rt: &Runtime, log: &Logger, args: Args) -> Result<i32> {
-    if args.tty || args.console_socket.is_some() {
-        bail!("exec: terminals (-t, --console-socket) are not supported yet");
-    }
-    if args.preserve_fds != 0 {
-        bail!(
-            "--preserve-fds {}: passing extra descriptors is not supported yet",
-            args.preserve_fds
-        );
-    }
+    super::create::check_preserved(args.preserve_fds)?;
     let state = rt.state(&args.id)?;
     let bundle = tinyo_core::bundle::Bundle::load(&state.bundle)?;
     let p = process(bundle.spec().process().clone(), &args)?;
@@ -99,7 +91,15 @@ pub fn run(rt: &Runtime, log: &Logger, args: Args) -> Result<i32> {
         other => other.clone(),
     };
     let pid = rt
-        .exec(&args.id, p, &ExecOptions { pid_file })
+        .exec(
+            &args.id,
+            p,
+            &ExecOptions {
+                pid_file,
+                console_socket: super::create::absolute(args.console_socket.as_ref())?,
+                preserve_fds: args.preserve_fds,
+            },
+        )
         .with_context(|| format!("exec in container {:?}", args.id))?;
     if args.detach {
         return Ok(0);

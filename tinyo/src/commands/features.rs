@@ -10,7 +10,10 @@ pub fn run(_args: Args) -> Result<i32> {
     let features = json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": tinyo_core::OCI_SPEC_VERSION,
-        "hooks": [],
+        "hooks": [
+            "prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+            "poststop"
+        ],
         "mountOptions": [
             "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "loud",
             "mand", "noatime", "nodev", "nodiratime", "noexec", "nomand", "norelatime",
@@ -29,7 +32,7 @@ pub fn run(_args: Args) -> Result<i32> {
             "mountExtensions": {"idmap": {"enabled": false}}
         },
         "annotations": {
-            "io.github.tinyo.note": "user namespaces, seccomp, hooks, terminals and exec are not implemented yet"
+            "io.github.tinyo.note": "user namespaces and seccomp are not implemented yet; terminals need --console-socket"
         }
     });
     println!("{}", serde_json::to_string_pretty(&features)?);

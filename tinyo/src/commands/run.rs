@@ -19,10 +19,11 @@ pub struct Args {
     /// Write the container process's pid to this file.
     #[arg(long)]
     pub pid_file: Option<PathBuf>,
-    /// Unix socket to send a pty master to (not supported yet: refused).
+    /// Unix socket to send the pty master to (needed when process.terminal is true; tinyo
+    /// does not relay a terminal itself).
     #[arg(long)]
     pub console_socket: Option<PathBuf>,
-    /// Extra file descriptors to pass (only 0 for now).
+    /// Pass this many extra file descriptors (3, 4, …) to the container process.
     #[arg(long, default_value_t = 0)]
     pub preserve_fds: u32,
     /// Enter the root with chroot instead of pivot_root.
@@ -61,17 +62,28 @@ pub fn run(rt: &Runtime, log: &Logger, args: Args) -> Result<i32> {
             log.warn(&format!("{e:#}"));
         }
     }
-    if let Err(e) = rt.start(&args.id) {
-        let _ = rt.delete(&args.id, true);
-        return Err(e).with_context(|| format!("starting container {:?}", args.id));
+    match rt.start(&args.id) {
+        Ok(warnings) => {
+            for w in &warnings {
+                log.warn(w);
+            }
+        }
+        Err(e) => {
+            let _ = rt.delete(&args.id, true);
+            return Err(e).with_context(|| format!("starting container {:?}", args.id));
+        }
     }
     if args.detach {
         return Ok(0);
     }
     let code = wait_exit_code(created.pid);
     if !args.keep {
-        rt.delete(&args.id, true)
+        let warnings = rt
+            .delete(&args.id, true)
             .with_context(|| format!("deleting container {:?}", args.id))?;
+        for w in &warnings {
+            log.warn(w);
+        }
     }
     Ok(code?)
 }
