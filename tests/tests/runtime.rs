@@ -24,6 +24,11 @@ struct Runtime {
 }
 
 impl Runtime {
+    /// The `--root` state directory.
+    fn root(&self) -> &Path {
+        self.root.path()
+    }
+
     fn tinyo() -> Self {
         require_root();
         require_tool("unshare", "util-linux");
@@ -500,6 +505,16 @@ fn bad_input_fails_with_one_line_and_leaves_nothing() {
         args.extend(extra);
         fails_cleanly(&rt, &args, &id, "does not exist", None);
     }
+    // As runc: `delete --force` of an unknown id succeeds, and removes the state directory a
+    // `create` that died before writing its state left behind.
+    rt.ok(&["delete", "--force", &id]);
+    let root = rt.root();
+    std::fs::create_dir_all(root.join(&id)).unwrap();
+    rt.ok(&["delete", "--force", &id]);
+    assert!(
+        !root.join(&id).exists(),
+        "unfinished state directory removed"
+    );
     fails_cleanly(
         &rt,
         &["--systemd-cgroup", "create", "--bundle", b, &id],

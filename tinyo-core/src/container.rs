@@ -229,6 +229,19 @@ impl Runtime {
         self.root.join(id)
     }
 
+    /// Removes the state directory of a container whose `create` never wrote its state,
+    /// once no live `create` holds its lock.
+    fn remove_unfinished(&self, id: &str) -> Result<(), Error> {
+        let dir = self.dir(id);
+        let Ok(f) = fs::File::open(&dir) else { return Ok(()) };
+        let fd = OwnedFd::from(f);
+        sys::flock_exclusive(fd.as_fd()).map_err(io_err(format!("locking {}", dir.display())))?;
+        if !dir.join(STATE).exists() {
+            fs::remove_dir_all(&dir).map_err(io_err(format!("removing {}", dir.display())))?;
+        }
+        Ok(())
+    }
+
     /// Locks an existing container and reads its state.
     fn open(&self, id: &str) -> Result<(Locked, Saved), Error> {
         check_id(id)?;
@@ -654,7 +667,15 @@ impl Runtime {
     /// Removes the container: its cgroups and state. A container that is still running needs
     /// `force`, which kills it (SIGKILL) first.
     pub fn delete(&self, id: &str, force: bool) -> Result<Vec<String>, Error> {
-        let (lock, saved) = self.open(id)?;
+        let (lock, saved) = match self.open(id) {
+            // As runc: `delete --force` of a container that does not exist succeeds, and removes
+            // what a `create` that died before writing its state left behind.
+            Err(Error::NotFound(_)) if force => {
+                self.remove_unfinished(id)?;
+                return Ok(Vec::new());
+            }
+            other => other?,
+        };
         let status = self.status(&lock.dir, &saved);
         if status == Status::Running || status == Status::Created {
             if !force && status == Status::Running {
