@@ -1240,3 +1240,41 @@ fn failing_hooks_fail_create_and_start_cleanly_and_post_hooks_only_warn() {
     );
     assert!(!rt.root.path().join(&id).exists());
 }
+
+/// Recursive mount attributes (`rro`, `rnosuid`, `rnoexec`) as runc applies them.
+#[test]
+fn recursive_mount_attributes_like_runc() {
+    let id = unique("rt-rro");
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("file"), "x").unwrap();
+    let bundle = Bundle::new(
+        &id,
+        &[
+            "/bin/sh",
+            "-c",
+            "touch /mnt/new 2>/dev/null && echo writable || echo read-only; grep ' /mnt ' /proc/self/mountinfo | cut -d' ' -f6 | tr ',' '\\n' | sort | tr '\\n' ' '",
+        ],
+    );
+    let mut cfg = bundle.config();
+    cfg["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "destination": "/mnt", "type": "bind", "source": src.path(),
+            "options": ["rbind", "rro", "rnosuid", "rnoexec", "rnodev"]
+        }));
+    bundle.write_config(&cfg);
+    let (rc, want, rerr) = Runtime::runc().run(&bundle, &id);
+    assert_eq!(rc, Some(0), "runc: {want}\n{rerr}");
+    let (tc, got, terr) = Runtime::tinyo().run(&bundle, &id);
+    assert_eq!(tc, Some(0), "tinyo: {got}\n{terr}");
+    assert_eq!(got, want);
+    assert!(
+        got.starts_with("read-only\n")
+            && got.contains("nosuid")
+            && got.contains("noexec")
+            && got.contains("nodev"),
+        "{got}"
+    );
+    assert!(!src.path().join("new").exists());
+}

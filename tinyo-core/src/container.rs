@@ -233,7 +233,9 @@ impl Runtime {
     /// once no live `create` holds its lock.
     fn remove_unfinished(&self, id: &str) -> Result<(), Error> {
         let dir = self.dir(id);
-        let Ok(f) = fs::File::open(&dir) else { return Ok(()) };
+        let Ok(f) = fs::File::open(&dir) else {
+            return Ok(());
+        };
         let fd = OwnedFd::from(f);
         sys::flock_exclusive(fd.as_fd()).map_err(io_err(format!("locking {}", dir.display())))?;
         if !dir.join(STATE).exists() {

@@ -50,6 +50,9 @@ pub enum Op {
     Remount { dest: PathBuf, flags: u64 },
     /// Change the propagation of the mount at `dest`.
     Propagation { dest: PathBuf, flags: u64 },
+    /// Recursive mount attributes (`rro`, `rnosuid`, …) on the mount at `dest` and every mount
+    /// below it: mount_setattr(2) with `AT_RECURSIVE`.
+    RecursiveAttr { dest: PathBuf, set: u64, clear: u64 },
     /// The `cgroup` mount type: a tmpfs at `dest` holding a read-only bind of the container's
     /// own cgroup in every hierarchy the host has (what runc does on cgroup v1 hosts).
     Cgroup { dest: PathBuf, flags: u64 },
@@ -117,11 +120,54 @@ pub struct ParsedOptions {
     pub propagation: Vec<u64>,
     /// Everything else, comma-joined, as the filesystem's data string.
     pub data: String,
+    /// Recursive attributes (`rro`, `rnosuid`, …) as `MOUNT_ATTR_*` bits to set and clear
+    /// with `mount_setattr(AT_RECURSIVE)` once the mount exists.
+    pub attr_set: u64,
+    pub attr_clr: u64,
+}
+
+/// `MOUNT_ATTR_*` bits of mount_setattr(2).
+pub mod attr {
+    pub const RDONLY: u64 = 0x1;
+    pub const NOSUID: u64 = 0x2;
+    pub const NODEV: u64 = 0x4;
+    pub const NOEXEC: u64 = 0x8;
+    pub const ATIME_MASK: u64 = 0x70;
+    pub const RELATIME: u64 = 0x0;
+    pub const NOATIME: u64 = 0x10;
+    pub const STRICTATIME: u64 = 0x20;
+    pub const NODIRATIME: u64 = 0x80;
+    pub const NOSYMFOLLOW: u64 = 0x0020_0000;
+}
+
+/// The recursive form of a mount option, as `(set, clear)` of `MOUNT_ATTR_*` bits (runc's and
+/// crun's table).
+fn recursive_attr(o: &str) -> Option<(u64, u64)> {
+    use attr::*;
+    Some(match o {
+        "rro" => (RDONLY, 0),
+        "rrw" => (0, RDONLY),
+        "rnosuid" => (NOSUID, 0),
+        "rsuid" => (0, NOSUID),
+        "rnodev" => (NODEV, 0),
+        "rdev" => (0, NODEV),
+        "rnoexec" => (NOEXEC, 0),
+        "rexec" => (0, NOEXEC),
+        "rnodiratime" => (NODIRATIME, 0),
+        "rdiratime" => (0, NODIRATIME),
+        // Changing the access-time mode must clear the whole field.
+        "rrelatime" => (RELATIME, ATIME_MASK),
+        "rnoatime" => (NOATIME, ATIME_MASK),
+        "rstrictatime" | "ratime" | "rnorelatime" => (STRICTATIME, ATIME_MASK),
+        "rnosymfollow" => (NOSYMFOLLOW, 0),
+        "rsymfollow" => (0, NOSYMFOLLOW),
+        _ => return None,
+    })
 }
 
 /// Parses fstab-style options as runc does: known flags set or clear `MS_*` bits, propagation
-/// names are collected separately, recursive attributes (`rro`, …) and `tmpcopyup`/`idmap`
-/// are refused (not implemented), and anything else is filesystem data.
+/// names are collected separately, recursive attributes (`rro`, …) become `MOUNT_ATTR_*` bits,
+/// `tmpcopyup`/`idmap` are refused (not implemented), and anything else is filesystem data.
 pub fn parse_options(dest: &Path, options: &[String]) -> Result<ParsedOptions, PlanError> {
     use ms::*;
     let mut p = ParsedOptions::default();
@@ -161,7 +207,12 @@ pub fn parse_options(dest: &Path, options: &[String]) -> Result<ParsedOptions, P
                 continue;
             }
             "tmpcopyup" | "idmap" | "ridmap" => return Err(unsupported(dest, o)),
-            r if is_recursive_attr(r) => return Err(unsupported(dest, o)),
+            r if recursive_attr(r).is_some() => {
+                let (set, clr) = recursive_attr(r).unwrap_or_default();
+                p.attr_set = (p.attr_set & !clr) | set;
+                p.attr_clr = (p.attr_clr | clr) & !set | (clr & attr::ATIME_MASK);
+                continue;
+            }
             other => {
                 data.push(other);
                 continue;
@@ -178,30 +229,6 @@ fn unsupported(dest: &Path, option: &str) -> PlanError {
         dest: dest.display().to_string(),
         option: option.to_string(),
     }
-}
-
-fn is_recursive_attr(o: &str) -> bool {
-    matches!(
-        o,
-        "rro"
-            | "rrw"
-            | "rnosuid"
-            | "rsuid"
-            | "rnodev"
-            | "rdev"
-            | "rnoexec"
-            | "rexec"
-            | "rnodiratime"
-            | "rdiratime"
-            | "rrelatime"
-            | "rnorelatime"
-            | "rnoatime"
-            | "ratime"
-            | "rstrictatime"
-            | "rnostrictatime"
-            | "rnosymfollow"
-            | "rsymfollow"
-    )
 }
 
 /// `MS_*` flags of a propagation name (`rprivate` → `MS_REC|MS_PRIVATE`).
@@ -354,6 +381,13 @@ pub fn plan(
                 kind: DestKind::Dir,
             });
         }
+        if options.attr_set != 0 || options.attr_clr != 0 {
+            ops.push(Op::RecursiveAttr {
+                dest: dest.clone(),
+                set: options.attr_set,
+                clear: options.attr_clr,
+            });
+        }
         for p in options.propagation {
             ops.push(Op::Propagation {
                 dest: dest.clone(),
@@ -496,10 +530,37 @@ mod tests {
     }
 
     #[test]
-    fn recursive_attributes_are_refused_not_ignored() {
-        let err = parse_options(Path::new("/x"), &["rro".into()]).unwrap_err();
-        assert!(err.to_string().contains("rro"), "{err}");
-        assert!(err.to_string().contains("/x"), "{err}");
+    fn recursive_attributes_become_mount_attr_bits() {
+        let o = |v: &[&str]| {
+            parse_options(
+                Path::new("/x"),
+                &v.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            )
+            .unwrap()
+        };
+        let p = o(&["rbind", "rro", "rnosuid", "rnoatime"]);
+        assert_eq!(
+            p.flags,
+            BIND | REC,
+            "recursive attributes are not mount(2) flags"
+        );
+        assert_eq!(p.attr_set, attr::RDONLY | attr::NOSUID | attr::NOATIME);
+        assert_eq!(
+            p.attr_clr,
+            attr::ATIME_MASK,
+            "an atime mode clears the whole atime field"
+        );
+        let p = o(&["rro", "rrw", "rexec"]);
+        assert_eq!(
+            (p.attr_set, p.attr_clr),
+            (0, attr::RDONLY | attr::NOEXEC),
+            "the last one wins"
+        );
+        let err = parse_options(Path::new("/x"), &["tmpcopyup".into()]).unwrap_err();
+        assert!(
+            err.to_string().contains("tmpcopyup") && err.to_string().contains("/x"),
+            "{err}"
+        );
     }
 
     #[test]

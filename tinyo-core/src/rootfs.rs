@@ -159,6 +159,20 @@ fn in_root(root: &OwnedFd, op: &Op, cgroups: &[(String, String)]) -> Result<(), 
             );
             ctx(r, || format!("remount {} with its options", dest.display()))?;
         }
+        Op::RecursiveAttr { dest, set, clear } => {
+            let target = ctx(sys::open_in_root(root, dest, libc::O_PATH), || {
+                format!("recursive attributes of {}", dest.display())
+            })?;
+            ctx(
+                sys::mount_setattr_recursive(target.as_fd(), *set, *clear),
+                || {
+                    format!(
+                        "recursive mount attributes (rro, rnosuid, …) of {}",
+                        dest.display()
+                    )
+                },
+            )?;
+        }
         Op::Propagation { dest, flags } => {
             let target = ctx(sys::open_in_root(root, dest, libc::O_PATH), || {
                 format!("propagation of {}", dest.display())

@@ -248,6 +248,40 @@ pub fn mount(
     check(r).map(drop)
 }
 
+/// `mount_setattr(2)` with `AT_RECURSIVE | AT_EMPTY_PATH` on an open mount point: change the
+/// `MOUNT_ATTR_*` attributes of that mount and every mount below it.
+pub fn mount_setattr_recursive(fd: BorrowedFd<'_>, set: u64, clear: u64) -> io::Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: the path is an empty NUL-terminated string (AT_EMPTY_PATH), `attr` is a valid
+    // struct mount_attr whose size we pass, and the kernel only reads it.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `umount2(2)`.
 pub fn umount2(target: &CStr, flags: libc::c_int) -> io::Result<()> {
     // SAFETY: `target` is NUL-terminated.
