@@ -33,7 +33,8 @@ pub enum DestKind {
 /// One step of setting up the container's filesystem, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    /// `mount("", "/", MS_REC|MS_PRIVATE)`: nothing mounted later can propagate to the host.
+    /// `mount("", "/", MS_REC|MS_SLAVE)` (runc's default): nothing mounted later can propagate
+    /// to the host, while host mounts still propagate in.
     PrivatizeHost,
     /// Bind the rootfs onto itself (`MS_BIND|MS_REC`) so it is a mount point for pivot_root.
     BindRootfs { rootfs: PathBuf },

@@ -45,9 +45,11 @@ pub fn apply(
     let slash = c"/";
     for op in &plan.ops {
         match op {
+            // runc's default: rslave, so host mounts still show up inside (HostToContainer
+            // volumes work) while nothing mounted inside can propagate out.
             Op::PrivatizeHost => ctx(
-                sys::mount(None, slash, None, (ms::REC | ms::PRIVATE) as _, None),
-                || "making / private in the container's mount namespace".into(),
+                sys::mount(None, slash, None, (ms::REC | ms::SLAVE) as _, None),
+                || "making / a slave of the host's mounts in the container's namespace".into(),
             )?,
             Op::BindRootfs { rootfs } => {
                 let p = ctx(cstr(rootfs), || format!("rootfs {}", rootfs.display()))?;
