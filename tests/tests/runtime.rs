@@ -19,6 +19,8 @@ use tinyo_tests::host::{require_root, require_tool, unique};
 struct Runtime {
     name: &'static str,
     bin: PathBuf,
+    /// crun refuses hybrid cgroup hosts: it runs with the cgroup2 mount hidden.
+    hide_cgroup2: bool,
     root: tempfile::TempDir,
     ids: std::cell::RefCell<Vec<String>>,
 }
@@ -40,6 +42,14 @@ impl Runtime {
         Self::new("runc", require_tool("runc", "runc"))
     }
 
+    /// crun, the second oracle, in a mount namespace without /sys/fs/cgroup/unified.
+    fn crun() -> Self {
+        require_root();
+        let mut rt = Self::new("crun", require_tool("crun", "crun"));
+        rt.hide_cgroup2 = true;
+        rt
+    }
+
     fn new(name: &'static str, bin: PathBuf) -> Self {
         let root = tempfile::Builder::new()
             .prefix(&format!("{name}-root-"))
@@ -48,6 +58,7 @@ impl Runtime {
         Self {
             name,
             bin,
+            hide_cgroup2: false,
             root,
             ids: Default::default(),
         }
@@ -56,8 +67,15 @@ impl Runtime {
     /// `unshare --mount --propagation private BIN --root ROOT ARGS…`, stdin from /dev/null.
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new("unshare");
-        c.args(["--mount", "--propagation", "private"])
-            .arg(&self.bin)
+        c.args(["--mount", "--propagation", "private"]);
+        if self.hide_cgroup2 {
+            c.args([
+                "sh",
+                "-c",
+                "umount -l /sys/fs/cgroup/unified 2>/dev/null; exec \"$0\" \"$@\"",
+            ]);
+        }
+        c.arg(&self.bin)
             .arg("--root")
             .arg(self.root.path())
             .args(args)
@@ -259,7 +277,8 @@ fn non_root_user_groups_caps_and_cwd_match_runc() {
 
 #[test]
 fn exit_codes_and_signals_like_runc() {
-    for rt in [Runtime::runc(), Runtime::tinyo()] {
+    // crun too: the exit-code contract is the same for every runtime.
+    for rt in [Runtime::runc(), Runtime::crun(), Runtime::tinyo()] {
         let id = unique("rt-exit");
         let bundle = Bundle::new(&id, &["/bin/sh", "-c", "exit 3"]);
         let (code, _, err) = rt.run(&bundle, &id);
