@@ -1297,3 +1297,61 @@ fn recursive_mount_attributes_like_runc() {
     );
     assert!(!src.path().join("new").exists());
 }
+
+/// A `create` killed half-way (here while a createRuntime hook runs) leaves a state directory
+/// without state.json and the cgroups it made; `delete --force` removes both, as runc would.
+#[test]
+fn delete_force_cleans_up_after_a_create_killed_mid_way() {
+    let rt = Runtime::tinyo();
+    let id = unique("rt-crash");
+    let bundle = Bundle::new(&id, &["/bin/true"]);
+    let mut cfg = bundle.config();
+    let nap = format!(
+        "{}.{}",
+        300 + std::process::id() % 100,
+        std::process::id() % 997
+    );
+    cfg["hooks"] =
+        serde_json::json!({"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", nap]}]});
+    bundle.write_config(&cfg);
+    rt.track(&id);
+    let mut create = rt
+        .cmd(&["create", "--bundle", bundle.path().to_str().unwrap(), &id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let leaf = format!("tinyo-test-{id}");
+    for _ in 0..1000 {
+        if !leftover_cgroups(&leaf).is_empty()
+            && Command::new("pgrep")
+                .args(["-f", &format!("sleep {nap}")])
+                .output()
+                .unwrap()
+                .status
+                .success()
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    create.kill().unwrap();
+    create.wait().unwrap();
+    let _ = Command::new("pkill")
+        .args(["-KILL", "-f", &format!("sleep {nap}")])
+        .status();
+    assert!(
+        rt.root().join(&id).is_dir(),
+        "the unfinished state directory is there"
+    );
+    assert!(!rt.root().join(&id).join("state.json").exists());
+    assert!(
+        !leftover_cgroups(&leaf).is_empty(),
+        "and so are its cgroups"
+    );
+    let o = rt.out(&["delete", &id]);
+    assert!(!o.status.success(), "without --force it does not exist");
+    rt.ok(&["delete", "--force", &id]);
+    assert!(!rt.root().join(&id).exists());
+    assert!(leftover_cgroups(&leaf).is_empty(), "cgroups removed");
+}

@@ -151,6 +151,9 @@ pub struct Runtime {
 }
 
 const STATE: &str = "state.json";
+/// The cgroups a `create` made, written before anything else can fail and read only when it
+/// died before writing [`STATE`].
+const UNFINISHED_CGROUPS: &str = "cgroups.json";
 const FIFO: &str = "exec.fifo";
 
 /// A held container lock; released on drop.
@@ -239,6 +242,16 @@ impl Runtime {
         let fd = OwnedFd::from(f);
         sys::flock_exclusive(fd.as_fd()).map_err(io_err(format!("locking {}", dir.display())))?;
         if !dir.join(STATE).exists() {
+            // The container process died with its creator (parent-death signal), but anything
+            // it forked may linger in the cgroups: kill them, then remove the cgroups.
+            if let Ok(text) = fs::read(dir.join(UNFINISHED_CGROUPS)) {
+                if let Ok(cgroups) = serde_json::from_slice::<Vec<cgroup::Dir>>(&text) {
+                    for p in cgroup::pids(&cgroups) {
+                        let _ = sys::kill(p, libc::SIGKILL);
+                    }
+                    cgroup::remove(&cgroups);
+                }
+            }
             fs::remove_dir_all(&dir).map_err(io_err(format!("removing {}", dir.display())))?;
         }
         Ok(())
@@ -396,6 +409,10 @@ impl Runtime {
         let mut warnings = prepared.warnings.clone();
         let mut prepared = prepared;
         cgroup::create(&mut prepared.cgroups).map_err(io_err("setting up cgroups"))?;
+        // Until state.json exists, this is all a `delete --force` after a crash has to go by.
+        if let Ok(json) = serde_json::to_vec(&prepared.cgroups) {
+            let _ = fs::write(lock.dir.join(UNFINISHED_CGROUPS), json);
+        }
         let fail = |e: Error| {
             cgroup::remove(&prepared.cgroups);
             e
