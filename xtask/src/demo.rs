@@ -1,7 +1,7 @@
 //! `cargo xtask demo`: tinyo's main job on a machine without internet access. It starts a
 //! loopback registry holding a busybox image built from Debian's `busybox-static`, pulls it
-//! with tinyo-pull (store and bundle under `target/demo/`), and runs the bundle — with runc
-//! until tinyo's own runtime lands. Everything it starts is stopped before it returns.
+//! with tinyo-pull (store and bundle under `target/demo/`), and runs the bundle with tinyo's
+//! runtime. Everything it starts is stopped before it returns.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -21,15 +21,15 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     tinyo_tests::host::require_root();
-    let runc = tinyo_tests::host::require_tool("runc", "runc");
     step(
-        "build tinyo-pull",
-        cargo().args(["build", "--release", "-p", "tinyo-pull"]),
+        "build tinyo-pull and tinyo",
+        cargo().args(["build", "--release", "-p", "tinyo-pull", "-p", "tinyo"]),
     )?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"));
     let tinyo_pull = target.join("release/tinyo-pull");
+    let tinyo = target.join("release/tinyo");
     let demo = target.join("demo");
     let _ = std::fs::remove_dir_all(&demo);
     std::fs::create_dir_all(&demo).with_context(|| format!("creating {}", demo.display()))?;
@@ -66,10 +66,11 @@ pub fn run(args: Args) -> Result<()> {
     config["hostname"] = serde_json::json!("tinyo-demo");
     config["linux"]["cgroupsPath"] = serde_json::json!("tinyo-demo");
     std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
-    let state = demo.join("runc");
+    let state = demo.join("tinyo");
+    eprintln!("\n==> tinyo run {}", bundle.display());
     let status = Command::new("unshare")
         .args(["--mount", "--propagation", "private"])
-        .arg(&runc)
+        .arg(&tinyo)
         .arg("--root")
         .arg(&state)
         .args(["run", "--bundle"])
@@ -77,8 +78,8 @@ pub fn run(args: Args) -> Result<()> {
         .arg("tinyo-demo")
         .stdin(Stdio::inherit())
         .status()
-        .context("running runc")?;
-    let _ = Command::new(&runc)
+        .context("running tinyo")?;
+    let _ = Command::new(&tinyo)
         .arg("--root")
         .arg(&state)
         .args(["delete", "--force", "tinyo-demo"])
