@@ -59,3 +59,41 @@ pub fn unique(prefix: &str) -> String {
         N.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// The cgroup directories (v1 and v2) named `leaf` anywhere under `/sys/fs/cgroup`: what a
+/// container of that name could have left behind.
+pub fn leftover_cgroups(leaf: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![PathBuf::from("/sys/fs/cgroup")];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                if e.file_name().to_string_lossy() == leaf {
+                    found.push(e.path().display().to_string());
+                }
+                if e.path().components().count() < 9 {
+                    stack.push(e.path());
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Makes `cmd` die with SIGKILL when the thread that spawns it exits (`PR_SET_PDEATHSIG`), so
+/// a server a test starts cannot outlive it, even when the test is killed.
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let hook = || {
+        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory.
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    // SAFETY: the hook only makes one async-signal-safe syscall between fork and exec.
+    unsafe { cmd.pre_exec(hook) };
+}

@@ -7,7 +7,6 @@
 use std::fs;
 use std::io::Read;
 use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -117,15 +116,7 @@ impl Registry {
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("dup log"))
                 .stderr(log);
-            let die_with_parent = || {
-                // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory.
-                if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            };
-            // SAFETY: the hook only makes one async-signal-safe syscall between fork and exec.
-            unsafe { cmd.pre_exec(die_with_parent) };
+            crate::host::die_with_parent(&mut cmd);
             let mut child = cmd.spawn().expect("spawn docker-registry");
             let scheme = if tls { "https" } else { "http" };
             match wait_ready(

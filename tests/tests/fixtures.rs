@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use tinyo_tests::busybox::Bundle;
 use tinyo_tests::catalogue::{self, Catalogue};
 use tinyo_tests::expect::assert_rootfs;
-use tinyo_tests::host::{require_root, require_tool, run_ok, unique};
+use tinyo_tests::host::{leftover_cgroups, require_root, require_tool, run_ok, unique};
 use tinyo_tests::hostile::{self, Attack};
 use tinyo_tests::image;
 use tinyo_tests::registry::{self, Registry};
@@ -29,28 +29,6 @@ impl Drop for RuncGuard<'_> {
             .args(["delete", "--force", &self.id])
             .output();
     }
-}
-
-/// The cgroup directories (v1 and v2) a container named `leaf` could have left behind.
-fn leftover_cgroups(leaf: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut stack = vec![std::path::PathBuf::from("/sys/fs/cgroup")];
-    while let Some(dir) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                if e.file_name().to_string_lossy() == leaf {
-                    found.push(e.path().display().to_string());
-                }
-                if e.path().components().count() < 9 {
-                    stack.push(e.path());
-                }
-            }
-        }
-    }
-    found
 }
 
 #[test]

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tinyo_tests::bins::bin;
 use tinyo_tests::busybox::Bundle;
-use tinyo_tests::host::{require_root, require_tool, unique};
+use tinyo_tests::host::{leftover_cgroups, require_root, require_tool, unique};
 
 /// A runtime binary with its own `--root`; deletes every container it made on drop.
 struct Runtime {
@@ -167,28 +167,6 @@ impl Drop for Runtime {
             let _ = self.cmd(&["delete", "--force", id]).output();
         }
     }
-}
-
-/// The cgroup directories (v1 and v2) a container named `leaf` could have left behind.
-fn leftover_cgroups(leaf: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut stack = vec![PathBuf::from("/sys/fs/cgroup")];
-    while let Some(dir) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                if e.file_name().to_string_lossy() == leaf {
-                    found.push(e.path().display().to_string());
-                }
-                if e.path().components().count() < 9 {
-                    stack.push(e.path());
-                }
-            }
-        }
-    }
-    found
 }
 
 /// Mount lines of the host naming `path`.
