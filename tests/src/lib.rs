@@ -4,6 +4,7 @@
 //! - [`image`]: OCI image layouts built here, with no network (layers, manifests, indexes).
 //! - [`catalogue`]: the standard images every pull test uses, each with what its rootfs must hold.
 //! - [`hostile`]: images built to attack a puller or unpacker.
+//! - [`podman`]: podman with its state in a temp dir, a chosen runtime and a local image.
 //! - [`proxy`]: a misbehaving front for a registry (auth, 429, cut downloads, redirects).
 //! - [`containerd`]: containerd with its own root, state and socket, driven by `ctr`.
 //! - [`registry`]: Debian's `docker-registry` on a free loopback port, plain or TLS + basic auth.
@@ -20,6 +21,7 @@ pub mod expect;
 pub mod host;
 pub mod hostile;
 pub mod image;
+pub mod podman;
 pub mod proxy;
 pub mod registry;
 pub mod token;

@@ -600,81 +600,21 @@ fn in_a_container_sigterm_reaches_the_child() {
 /// all its state in a temporary directory and runs in a private mount namespace.
 #[test]
 fn podman_runs_it_as_the_container_init() {
-    require_root();
-    let podman = require_tool("podman", "podman");
-    require_tool("conmon", "conmon");
     let runc = require_tool("runc", "runc");
     let id = unique("podman-init");
     // The image: the busybox rootfs plus, for a dynamic debug build, its libraries.
     let bundle = init_bundle(&id, &[]);
-    let state = tempfile::Builder::new()
-        .prefix("tinyo-podman-")
-        .tempdir()
-        .unwrap();
-    let podman_cmd = |args: &[&str]| {
-        let mut c = Command::new("unshare");
-        c.args(["--mount", "--propagation", "private"]).arg(&podman);
-        for (flag, dir) in [
-            ("--root", "root"),
-            ("--runroot", "run"),
-            ("--tmpdir", "tmp"),
-        ] {
-            c.arg(flag).arg(state.path().join(dir));
-        }
-        c.args([
-            "--cgroup-manager",
-            "cgroupfs",
-            "--events-backend",
-            "file",
-            "--storage-driver",
-            "vfs",
-        ])
-        .arg("--runtime")
-        .arg(&runc)
-        .args(args)
-        .stdin(Stdio::null());
-        c
-    };
-    let image = format!("localhost/{id}:latest");
-    let mut tar = Command::new("tar")
-        .arg("-C")
-        .arg(bundle.rootfs())
-        .args(["-c", "."])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("tar");
-    let import = podman_cmd(&["import", "-", &image])
-        .stdin(tar.stdout.take().expect("tar stdout"))
-        .output()
-        .expect("podman import");
-    assert!(
-        tar.wait().expect("tar").success(),
-        "tar of the rootfs failed"
-    );
-    assert!(
-        import.status.success(),
-        "podman import: {}",
-        String::from_utf8_lossy(&import.stderr)
-    );
+    let p = tinyo_tests::podman::Podman::new(&runc, &bundle.rootfs());
     let init_path = format!("--init-path={}", init().display());
-    let out = podman_cmd(&[
-        "run",
+    let out = p.run(&p.run_args(&[
         "--rm",
-        "--network",
-        "none",
-        "--ulimit",
-        "nofile=20000:20000",
-        "--ulimit",
-        "nproc=32768:32768",
         "--init",
         &init_path,
-        &image,
+        p.image(),
         "sh",
         "-c",
         "/run/podman-init --version; tr '\\0' ' ' < /proc/1/cmdline; echo; exit 7",
-    ])
-    .output()
-    .expect("podman run");
+    ]));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
@@ -694,5 +634,4 @@ fn podman_runs_it_as_the_container_init() {
             .is_some_and(|l| l.starts_with("/run/podman-init -- sh -c")),
         "PID 1 is the init: {stdout}"
     );
-    let _ = podman_cmd(&["rmi", "--force", &image]).output();
 }
