@@ -198,10 +198,14 @@ fn kill(pid: i32, sig: i32) {
 
 /// A shell snippet that waits (up to 60 s) until no process in the PID namespace is a zombie,
 /// then prints `zombies=N`.
+/// Waits (up to 60 s) until every orphaned `sleep` has exited and no zombie is left, then
+/// prints the zombie count. Waiting for the sleeps too matters: while one is still running it
+/// can exit, and show as a zombie for an instant, right when the count is taken.
 const COUNT_ZOMBIES: &str = r#"
 zombies() { grep -l '^State:.Z' /proc/[0-9]*/status 2>/dev/null | wc -l; }
+sleepers() { grep -l '^Name:.sleep' /proc/[0-9]*/status 2>/dev/null | wc -l; }
 n=0
-while [ "$(zombies)" -gt 0 ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n+1)); done
+while { [ "$(zombies)" -gt 0 ] || [ "$(sleepers)" -gt 0 ]; } && [ $n -lt 600 ]; do sleep 0.1; n=$((n+1)); done
 echo "zombies=$(zombies)"
 "#;
 
