@@ -3,11 +3,7 @@
 use anyhow::Result;
 use tinyo_core::container::Runtime;
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum Format {
-    Table,
-    Json,
-}
+use super::list::Format;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
