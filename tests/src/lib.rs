@@ -4,6 +4,7 @@
 //! - [`image`]: OCI image layouts built here, with no network (layers, manifests, indexes).
 //! - [`catalogue`]: the standard images every pull test uses, each with what its rootfs must hold.
 //! - [`hostile`]: images built to attack a puller or unpacker.
+//! - [`oci`]: a runtime CLI (tinyo, runc, crun) with its own root, run as an engine runs it.
 //! - [`podman`]: podman with its state in a temp dir, a chosen runtime and a local image.
 //! - [`proxy`]: a misbehaving front for a registry (auth, 429, cut downloads, redirects).
 //! - [`containerd`]: containerd with its own root, state and socket, driven by `ctr`.
@@ -21,6 +22,7 @@ pub mod expect;
 pub mod host;
 pub mod hostile;
 pub mod image;
+pub mod oci;
 pub mod podman;
 pub mod proxy;
 pub mod registry;

@@ -20,6 +20,7 @@ use crate::mounts::{self, PlanError, PlanOptions};
 use crate::process::{self, ProcessError, ProcessPlan};
 use crate::sys;
 use crate::terminal;
+use crate::userns::{IdMaps, UsernsError};
 
 /// Why a lifecycle command failed. Each message names the container or the thing at fault.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,8 @@ pub enum Error {
     Plan(#[from] PlanError),
     #[error(transparent)]
     Process(#[from] ProcessError),
+    #[error(transparent)]
+    Userns(#[from] UsernsError),
     #[error("container {0:?} does not exist")]
     NotFound(String),
     #[error("container {0:?} already exists")]
@@ -405,6 +408,14 @@ impl Runtime {
     ) -> Result<Created, Error> {
         let fifo = lock.dir.join(FIFO);
         sys::mkfifo(&fifo, 0o600).map_err(io_err(format!("creating {}", fifo.display())))?;
+        if let Some(m) = &prepared.idmaps {
+            // The container's root opens the barrier from inside its user namespace.
+            let (uid, gid) = (m.host_uid(0), m.host_gid(0));
+            std::os::unix::fs::chown(&fifo, uid, gid).map_err(io_err(format!(
+                "handing {} to the container's root",
+                fifo.display()
+            )))?;
+        }
         let state_fd = sys::open_dir(&lock.dir).map_err(io_err("opening the state directory"))?;
         let mut warnings = prepared.warnings.clone();
         let mut prepared = prepared;
@@ -772,6 +783,8 @@ struct Prepared {
     clone_flags: u64,
     join: Vec<(libc::c_int, PathBuf)>,
     uts: bool,
+    /// The mappings of a new user namespace, written by the runtime after the clone.
+    idmaps: Option<IdMaps>,
     warnings: Vec<String>,
     hooks: Hooks,
     /// `process.terminal`, and `process.consoleSize` as (rows, columns).
@@ -823,11 +836,6 @@ impl Prepared {
             .flatten()
         {
             let flag = ns_flag(ns.typ());
-            if ns.typ() == LinuxNamespaceType::User {
-                return Err(Error::Unsupported(
-                    "linux.namespaces: user namespaces are not supported yet (uid/gid mappings come with issue 6)".into(),
-                ));
-            }
             match ns.typ() {
                 LinuxNamespaceType::Mount => has_mount = true,
                 LinuxNamespaceType::Uts => uts = true,
@@ -852,27 +860,39 @@ impl Prepared {
                 "linux.namespaces: a mount namespace is required (tinyo never mounts in the host's namespace)".into(),
             ));
         }
-        let warnings = Vec::new();
+        let mut warnings = Vec::new();
         let l = linux;
         if l.and_then(|l| l.seccomp().as_ref()).is_some() {
             return Err(Error::Unsupported(
                 "linux.seccomp is not supported yet (issue 6); remove it from the config to run without a filter".into(),
             ));
         }
-        if l.and_then(|l| l.uid_mappings().as_ref())
-            .is_some_and(|m| !m.is_empty())
-        {
-            return Err(Error::Unsupported(
-                "linux.uidMappings: user namespaces are not supported yet".into(),
-            ));
-        }
+        let idmaps = IdMaps::from_spec(
+            clone_flags & libc::CLONE_NEWUSER as u64 != 0,
+            l.and_then(|l| l.uid_mappings().as_deref()),
+            l.and_then(|l| l.gid_mappings().as_deref()),
+        )?;
         let proc_spec = spec.process().as_ref();
         let terminal = proc_spec.is_some_and(|p| p.terminal() == Some(true));
         check_terminal(terminal, opts.console_socket.as_deref())?;
         let console_size = proc_spec.and_then(terminal::console_size);
         let hooks = Hooks::from_spec(spec).map_err(Error::Unsupported)?;
         let cgroups_path = l.and_then(|l| l.cgroups_path().as_deref());
-        let cgroups = cgroup::plan(cgroups_path, id);
+        let mut cgroups = cgroup::plan(cgroups_path, id);
+        if sys::geteuid() != 0 && !cgroups.is_empty() {
+            // Rootless: cgroups only where a delegated subtree lets this user make them.
+            let writable = cgroups.iter().all(|d| {
+                let parent = Path::new(&d.path).ancestors().find(|a| a.exists());
+                parent.is_some_and(sys::is_writable_dir)
+            });
+            if !writable {
+                warnings.push(format!(
+                    "rootless: no writable delegated cgroup subtree for {}, running without cgroups (linux.resources not applied)",
+                    cgroups[0].path
+                ));
+                cgroups.clear();
+            }
+        }
         let cgroup_binds = if plan
             .ops
             .iter()
@@ -890,6 +910,7 @@ impl Prepared {
             clone_flags,
             join,
             uts,
+            idmaps,
             warnings,
             hooks,
             terminal,
@@ -982,6 +1003,18 @@ fn spawn(
         let _ = sys::waitpid(pid, 0);
         Error::Setup(msg)
     };
+    if let Some(maps) = &p.idmaps {
+        if let Err(e) = maps.write(pid, sys::geteuid(), sys::getegid()) {
+            let _ = sys::kill(pid, libc::SIGKILL);
+            let _ = sys::waitpid(pid, 0);
+            return Err(e.into());
+        }
+        if reply.write_all(b"U").is_err() {
+            return Err(fail(
+                "the container process exited before its user namespace was mapped".into(),
+            ));
+        }
+    }
     let mut buf = Vec::new();
     loop {
         let mut first = [0u8; 1];
@@ -1032,9 +1065,27 @@ fn child_main(
     let sync_ref = &sync;
     let mut setup = || -> Result<std::path::PathBuf, String> {
         cgroup::join_self(&p.cgroups).map_err(|e| e.to_string())?;
-        for (flag, fd) in ns_fds {
-            if *flag != libc::CLONE_NEWPID {
-                sys::setns(fd.as_fd(), *flag).map_err(|e| format!("joining namespace: {e}"))?;
+        if p.idmaps.is_some() {
+            // Wait until the runtime has written the maps, then become the namespace's root
+            // (a change of credentials clears the parent-death signal: set it again).
+            let mut ok = [0u8; 1];
+            if reply.read(&mut ok).unwrap_or(0) != 1 || ok[0] != b'U' {
+                return Err("the runtime did not map the user namespace".into());
+            }
+            enter_userns_root()?;
+            let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as _, 0);
+        }
+        // A user namespace given by path first: the others are then joined with its rights.
+        let mut order: Vec<&(libc::c_int, OwnedFd)> = ns_fds
+            .iter()
+            .filter(|(f, _)| *f != libc::CLONE_NEWPID)
+            .collect();
+        order.sort_by_key(|(f, _)| *f != libc::CLONE_NEWUSER);
+        for (flag, fd) in order {
+            sys::setns(fd.as_fd(), *flag)
+                .map_err(|e| format!("joining namespace {flag:#x}: {e}"))?;
+            if *flag == libc::CLONE_NEWUSER {
+                enter_userns_root()?;
             }
         }
         // Every mount is made: the runtime runs prestart and createRuntime hooks, then the
@@ -1136,6 +1187,26 @@ fn child_main(
     eprintln!("tinyo: {err}");
 }
 
+/// Becomes uid/gid 0 of the user namespace just entered, when 0 is mapped (as runc does), so
+/// the setup that follows runs as the container's root.
+fn enter_userns_root() -> Result<(), String> {
+    let mapped = |file: &str| {
+        fs::read_to_string(file).is_ok_and(|t| {
+            t.lines().any(|l| {
+                let mut it = l.split_whitespace().map(|x| x.parse::<u64>().unwrap_or(0));
+                matches!((it.next(), it.nth(1)), (Some(0), Some(n)) if n > 0)
+            })
+        })
+    };
+    if mapped("/proc/self/gid_map") {
+        sys::setgid(0).map_err(|e| format!("setgid 0 in the user namespace: {e}"))?;
+    }
+    if mapped("/proc/self/uid_map") {
+        sys::setuid(0).map_err(|e| format!("setuid 0 in the user namespace: {e}"))?;
+    }
+    Ok(())
+}
+
 /// The exec'd process: joins everything of the container, then execs.
 fn exec_child(
     p: &ProcessPlan,
@@ -1155,10 +1226,14 @@ fn exec_child(
             .iter()
             .filter(|(f, _)| *f != libc::CLONE_NEWPID && *f != libc::CLONE_NEWTIME)
             .collect();
-        order.sort_by_key(|(f, _)| *f == libc::CLONE_NEWNS);
+        // The user namespace first (the rest are joined with its rights), the mount one last.
+        order.sort_by_key(|(f, _)| (*f != libc::CLONE_NEWUSER, *f == libc::CLONE_NEWNS));
         for (flag, fd) in order {
             sys::setns(fd.as_fd(), *flag)
                 .map_err(|e| format!("joining namespace {flag:#x}: {e}"))?;
+            if *flag == libc::CLONE_NEWUSER {
+                enter_userns_root()?;
+            }
         }
         sys::fchdir(root.as_fd()).map_err(|e| format!("entering the container root: {e}"))?;
         std::os::unix::fs::chroot(".").map_err(|e| format!("entering the container root: {e}"))?;

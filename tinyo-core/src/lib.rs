@@ -21,8 +21,10 @@ pub mod hooks;
 pub mod mounts;
 pub mod process;
 pub mod rootfs;
+pub mod seccomp;
 pub mod sys;
 pub mod terminal;
+pub mod userns;
 
 /// The OCI runtime-spec version this crate reads and reports.
 pub const OCI_SPEC_VERSION: &str = "1.2.0";

@@ -274,9 +274,18 @@ pub fn apply_identity(p: &ProcessPlan) -> Result<(), String> {
     ctx(sys::prctl(libc::PR_SET_KEEPCAPS, 1, 0).map(drop), || {
         "PR_SET_KEEPCAPS".into()
     })?;
-    ctx(sys::setgroups(&p.additional_gids), || {
-        format!("setgroups {:?}", p.additional_gids)
-    })?;
+    // In a user namespace mapped by an unprivileged user, setgroups(2) is denied for good:
+    // nothing to do without additional groups, and a clear error with them.
+    if !(p.additional_gids.is_empty() && crate::userns::setgroups_denied()) {
+        ctx(sys::setgroups(&p.additional_gids), || {
+            let why = if crate::userns::setgroups_denied() {
+                " (denied in a user namespace mapped without newgidmap)"
+            } else {
+                ""
+            };
+            format!("setgroups {:?}{why}", p.additional_gids)
+        })?;
+    }
     ctx(sys::setgid(p.gid), || format!("setgid {}", p.gid))?;
     ctx(sys::setuid(p.uid), || format!("setuid {}", p.uid))?;
     if let Some([_, effective, permitted, inheritable, ambient]) = p.caps {

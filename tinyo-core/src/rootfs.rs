@@ -203,10 +203,14 @@ fn in_root(root: &OwnedFd, op: &Op, cgroups: &[(String, String)]) -> Result<(), 
             let name = || format!("device {}", path.display());
             let (dir, file) = ctx(sys::parent_in_root(root, path), name)?;
             let dev = libc::makedev(*major as u32, *minor as u32);
-            ctx(
-                sys::mknod_in(dir.as_fd(), &file, kind | (mode & 0o7777), dev, *uid, *gid),
-                name,
-            )?;
+            match sys::mknod_in(dir.as_fd(), &file, kind | (mode & 0o7777), dev, *uid, *gid) {
+                // In a user namespace the kernel refuses device nodes: bind the host's node
+                // over an empty file instead (what runc does for user-namespaced containers).
+                Err(e) if e.raw_os_error() == Some(libc::EPERM) && *kind != libc::S_IFIFO => {
+                    bind_host_device(root, path)?
+                }
+                r => ctx(r, name)?,
+            }
         }
         Op::Symlink { target, link } => {
             let name = || format!("symlink {}", link.display());
@@ -220,6 +224,22 @@ fn in_root(root: &OwnedFd, op: &Op, cgroups: &[(String, String)]) -> Result<(), 
         _ => {}
     }
     Ok(())
+}
+
+/// Binds the host's device node at `path` onto an empty file at the same path in the root.
+fn bind_host_device(root: std::os::fd::BorrowedFd<'_>, path: &Path) -> Result<(), RootfsError> {
+    let name = || {
+        format!(
+            "device {} (bound from the host in a user namespace)",
+            path.display()
+        )
+    };
+    let host = ctx(cstr(path), name)?;
+    let target = ctx(sys::touch_in_root(root, path), name)?;
+    ctx(
+        sys::mount(Some(&host), &fd_path(&target), None, ms::BIND as _, None),
+        name,
+    )
 }
 
 /// The `cgroup` mount type on a v1/hybrid host: a tmpfs, then each hierarchy's container

@@ -599,6 +599,19 @@ pub fn geteuid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// `getegid(2)`.
+pub fn getegid() -> u32 {
+    // SAFETY: getegid cannot fail.
+    unsafe { libc::getegid() }
+}
+
+/// Whether this process may create entries in the directory `path` (`access(W_OK|X_OK)`).
+pub fn is_writable_dir(path: &Path) -> bool {
+    let Ok(c) = cstr(path) else { return false };
+    // SAFETY: `c` is NUL-terminated; access(2) only reads it.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+}
+
 /// The `MS_*` flags of the mount holding `path` (from `statvfs`).
 pub fn mount_flags(path: &Path) -> io::Result<u64> {
     let p = cstr(path)?;
