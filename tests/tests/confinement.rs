@@ -167,3 +167,446 @@ fn rootless_container_runs_as_an_ordinary_user() {
     assert!(leftover_cgroups(&format!("tinyo-test-{id}")).is_empty());
     assert!(!state.path().join(&id).exists());
 }
+
+#[test]
+fn idmapped_binds_show_host_files_as_the_containers_own() {
+    let rt = Runtime::tinyo();
+    let id = unique("idmap");
+    let host = tempfile::Builder::new()
+        .prefix("tinyo-idmap-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(host.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(host.path().join("f"), "x").unwrap(); // owned by host root
+    let script = "stat -c '%u %n' /plain/f /idmap/f /own/f; touch /idmap/made && echo made";
+    let b = mapped_bundle(&id, script);
+    // The rootfs belongs to the host's root: its mount points must exist already.
+    for d in ["plain", "idmap", "own"] {
+        std::fs::create_dir(b.rootfs().join(d)).unwrap();
+    }
+    let mut spec = b.config();
+    let src = host.path().to_str().unwrap();
+    let mounts = spec["mounts"].as_array_mut().unwrap();
+    mounts.push(
+        json!({"destination": "/plain", "type": "bind", "source": src, "options": ["rbind"]}),
+    );
+    mounts.push(json!({"destination": "/idmap", "type": "bind", "source": src, "options": ["rbind", "idmap"]}));
+    mounts.push(json!({
+        "destination": "/own", "type": "bind", "source": src, "options": ["bind", "idmap"],
+        "uidMappings": [{"containerID": 0, "hostID": 101000, "size": 1000}],
+        "gidMappings": [{"containerID": 0, "hostID": 101000, "size": 1000}],
+    }));
+    b.write_config(&spec);
+    let (code, out, err) = rt.run(&b, &id);
+    assert_eq!(code, Some(0), "{out} {err}");
+    // Without idmap the host's root is nobody; through the container's own mapping it is the
+    // container's root; through the mount's mapping (0 → 101000) it is uid 1000 inside.
+    assert_eq!(
+        out, "65534 /plain/f\n0 /idmap/f\n1000 /own/f\nmade\n",
+        "{err}"
+    );
+    // What the container's root made through the idmapped bind belongs to root on disk.
+    let made = std::fs::metadata(host.path().join("made")).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&made), 0);
+}
+
+#[test]
+fn idmap_without_any_mapping_is_refused_before_anything_runs() {
+    let rt = Runtime::tinyo();
+    let id = unique("idmap-bad");
+    let b = Bundle::new(&id, &["true"]);
+    let mut spec = b.config();
+    spec["mounts"].as_array_mut().unwrap().push(
+        json!({"destination": "/x", "type": "bind", "source": "/tmp", "options": ["rbind", "idmap"]}),
+    );
+    b.write_config(&spec);
+    let (code, _, err) = rt.run(&b, &id);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("idmap needs the mount's uidMappings"), "{err}");
+    assert!(!rt.root().join(&id).exists());
+    assert!(leftover_cgroups(&format!("tinyo-test-{id}")).is_empty());
+}
+
+/// A detached container running `script`, with `resources`; deleted by the runtime on drop.
+fn detached(rt: &Runtime, name: &str, script: &str, resources: Value) -> (String, Bundle) {
+    let id = unique(name);
+    let b = Bundle::new(&id, &["sh", "-c", script]);
+    let mut spec = b.config();
+    spec["linux"]["resources"] = resources;
+    b.write_config(&spec);
+    rt.track(&id);
+    rt.ok(&[
+        "run",
+        "--detach",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ]);
+    (id, b)
+}
+
+/// Reads lines of `child`'s stdout until one satisfies `want` (or the stream ends).
+fn read_until(child: &mut std::process::Child, want: impl Fn(&str) -> bool) -> Vec<String> {
+    use std::io::BufRead;
+    let out = child.stdout.take().unwrap();
+    let mut lines = Vec::new();
+    for line in std::io::BufReader::new(out).lines() {
+        let line = line.unwrap();
+        let done = want(&line);
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    lines
+}
+
+#[test]
+fn memory_limit_oom_kills_and_the_kill_is_reported() {
+    let rt = Runtime::tinyo();
+    // After a second, a pipeline buffers 256 MiB against a 32 MiB limit; then the shell waits.
+    let script =
+        "sleep 1; head -c 256m /dev/zero | tail -c 256m > /dev/null; echo survived; sleep 60";
+    let (id, _b) = detached(&rt, "oom", script, json!({"memory": {"limit": 33554432}}));
+    let mut events = rt
+        .cmd(&["events", "--interval", "1s", &id])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = read_until(&mut events, |l| l.contains("\"oom\""));
+    let last: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(last, json!({"type": "oom", "id": id}), "{lines:?}");
+    // The stats events before it were real counters.
+    let stats: Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(stats["type"], "stats");
+    assert_eq!(
+        stats["data"]["memory"]["usage"]["limit"],
+        json!(33554432u64)
+    );
+    rt.ok(&["kill", &id, "KILL"]);
+    let status = events.wait().unwrap();
+    assert!(
+        status.success(),
+        "events ends when the container stops: {status}"
+    );
+    rt.ok(&["delete", "--force", &id]);
+
+    // In the foreground, an OOM-killed init is said as such, with 128+9.
+    let id = unique("oom-fg");
+    let b = Bundle::new(&id, &["sh", "-c", "exec tail -c 256m /dev/zero"]);
+    let mut spec = b.config();
+    spec["linux"]["resources"] = json!({"memory": {"limit": 33554432}});
+    b.write_config(&spec);
+    let (code, _, err) = rt.run(&b, &id);
+    assert_eq!(code, Some(137), "{err}");
+    assert!(err.contains("OOM-killed 1 process"), "{err}");
+}
+
+#[test]
+fn pids_limit_stops_a_fork_loop_like_runc() {
+    let mut results = Vec::new();
+    for rt in [Runtime::tinyo(), Runtime::runc()] {
+        let id = unique("pids");
+        // Builtins only after the loop: at the limit, nothing more can fork.
+        // busybox sh gives up when a fork fails: the loop runs in a subshell.
+        let script = "(for i in $(seq 1 40); do sleep 30 & done) 2>/dev/null; \
+            read c < /sys/fs/cgroup/pids/pids.current; read m < /sys/fs/cgroup/pids/pids.max; \
+            echo $c $m";
+        let b = Bundle::new(&id, &["sh", "-c", script]);
+        let mut spec = b.config();
+        spec["linux"]["resources"] = json!({"pids": {"limit": 12}});
+        b.write_config(&spec);
+        let (code, out, err) = rt.run(&b, &id);
+        assert_eq!(code, Some(0), "{}: {err}", rt.name);
+        results.push(out);
+    }
+    // The subshell stopped at the limit (12 with it), leaving the shell and 10 sleeps.
+    assert_eq!(results[0], "11 12\n", "the loop did not stop at the limit");
+    assert_eq!(results[0], results[1], "tinyo and runc disagree");
+}
+
+#[test]
+fn pause_freezes_every_process_and_resume_thaws_them() {
+    let rt = Runtime::tinyo();
+    let script = "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.02; done";
+    let (id, b) = detached(&rt, "pause", script, json!({}));
+    let count = || -> u64 {
+        let text = std::fs::read_to_string(b.rootfs().join("tmp/count")).unwrap_or_default();
+        text.trim().parse().unwrap_or(0)
+    };
+    let progressed = |from: u64| {
+        (0..500).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            count() > from + 2
+        })
+    };
+    assert!(progressed(0), "the loop never ran");
+    rt.ok(&["pause", &id]);
+    assert_eq!(rt.state(&id)["status"], "paused");
+    let frozen = count();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(count() <= frozen + 1, "a paused container made progress");
+    // Pausing twice and resuming a running container are refused in one line.
+    let o = rt.out(&["pause", &id]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is paused"));
+    rt.ok(&["resume", &id]);
+    assert_eq!(rt.state(&id)["status"], "running");
+    assert!(progressed(count()), "a resumed container made no progress");
+    let o = rt.out(&["resume", &id]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not paused"));
+    rt.ok(&["delete", "--force", &id]);
+}
+
+#[test]
+fn update_changes_the_limits_of_a_running_container() {
+    let rt = Runtime::tinyo();
+    let (id, b) = detached(
+        &rt,
+        "update",
+        "sleep 60",
+        json!({"pids": {"limit": 50}, "memory": {"limit": 67108864}}),
+    );
+    let read = || {
+        rt.ok(&[
+            "exec",
+            &id,
+            "cat",
+            "/sys/fs/cgroup/pids/pids.max",
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+        ])
+    };
+    assert_eq!(read(), "50\n67108864\n-1\n");
+    rt.ok(&[
+        "update",
+        "--pids-limit",
+        "20",
+        "--memory",
+        "32m",
+        "--cpu-quota",
+        "50000",
+        &id,
+    ]);
+    assert_eq!(read(), "20\n33554432\n50000\n");
+    let file = b.path().join("resources.json");
+    std::fs::write(&file, r#"{"pids": {"limit": 30}}"#).unwrap();
+    rt.ok(&["update", "--resources", file.to_str().unwrap(), &id]);
+    assert_eq!(read(), "30\n33554432\n50000\n");
+    // A limit this host cannot honour is refused and changes nothing.
+    std::fs::write(&file, r#"{"unified": {"memory.max": "1000000"}}"#).unwrap();
+    let o = rt.out(&["update", "--resources", file.to_str().unwrap(), &id]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("memory") && err.contains("v1"), "{err}");
+    assert_eq!(read(), "30\n33554432\n50000\n");
+    let stats: Value = serde_json::from_str(&rt.ok(&["events", "--stats", &id])).unwrap();
+    assert_eq!(stats["type"], "stats");
+    assert_eq!(stats["data"]["pids"]["limit"], 30);
+    assert!(
+        stats["data"]["pids"]["current"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+    rt.ok(&["delete", "--force", &id]);
+}
+
+#[test]
+fn limits_the_host_cannot_honour_fail_before_the_process_starts() {
+    let rt = Runtime::tinyo();
+    for (name, resources, want) in [
+        (
+            "hp",
+            json!({"hugepageLimits": [{"pageSize": "3MB", "limit": 1048576}]}),
+            "3MB",
+        ),
+        (
+            "v2key",
+            json!({"unified": {"memory.max": "1000"}}),
+            "memory",
+        ),
+        ("netcls", json!({"network": {"classID": 1}}), "net_cls"),
+    ] {
+        let id = unique(name);
+        let b = Bundle::new(&id, &["true"]);
+        let mut spec = b.config();
+        spec["linux"]["resources"] = resources;
+        b.write_config(&spec);
+        let (code, _, err) = rt.run(&b, &id);
+        assert_eq!(code, Some(1), "{name}: {err}");
+        assert!(err.contains(want), "{name}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{name}: {err}");
+        assert!(!rt.root().join(&id).exists(), "{name}: state left");
+        assert!(
+            leftover_cgroups(&format!("tinyo-test-{id}")).is_empty(),
+            "{name}: cgroup left"
+        );
+    }
+}
+
+/// Podman's default profile as the OCI section podman hands a runtime.
+fn podman_profile() -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tinyo-core/src/seccomp/testdata/podman-default.json");
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+#[test]
+fn seccomp_errno_kill_and_argument_rules_bite_like_runc() {
+    let script = "mkdir /tmp/x; echo mkdir=$?; kill -USR1 $$; echo usr1=$?; kill -0 $$; \
+        echo zero=$?; (sync); echo sync=$?";
+    let seccomp = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+            {"names": ["kill"], "action": "SCMP_ACT_ERRNO",
+             "args": [{"index": 1, "value": 10, "op": "SCMP_CMP_EQ"}]},
+            {"names": ["sync"], "action": "SCMP_ACT_KILL_PROCESS"},
+            {"names": ["no_such_syscall_here"], "action": "SCMP_ACT_ERRNO"}
+        ]
+    });
+    let mut outs = Vec::new();
+    for rt in [Runtime::tinyo(), Runtime::runc()] {
+        let id = unique("seccomp");
+        let b = Bundle::new(&id, &["sh", "-c", script]);
+        let mut spec = b.config();
+        spec["linux"]["seccomp"] = seccomp.clone();
+        b.write_config(&spec);
+        let (code, out, err) = rt.run(&b, &id);
+        assert_eq!(code, Some(0), "{}: {err}", rt.name);
+        outs.push((out, err));
+    }
+    let (out, err) = &outs[0];
+    assert_eq!(
+        out, "mkdir=1\nusr1=1\nzero=0\nsync=159\n",
+        "ENOSYS for mkdir, EPERM for kill(…, SIGUSR1) only, SIGSYS for sync: {err}"
+    );
+    assert!(err.contains("Function not implemented"), "{err}");
+    assert_eq!(outs[0].0, outs[1].0, "tinyo and runc disagree");
+}
+
+#[test]
+fn podmans_default_profile_runs_a_container_and_denies_what_it_denies() {
+    let script = "echo ok; unshare -U true; echo unshare=$?";
+    let mut outs = Vec::new();
+    for rt in [Runtime::tinyo(), Runtime::runc()] {
+        let id = unique("seccomp-podman");
+        let b = Bundle::new(&id, &["sh", "-c", script]);
+        let mut spec = b.config();
+        spec["linux"]["seccomp"] = podman_profile();
+        b.write_config(&spec);
+        let (code, out, err) = rt.run(&b, &id);
+        assert_eq!(code, Some(0), "{}: {err}", rt.name);
+        outs.push(out);
+    }
+    assert!(outs[0].starts_with("ok\n"), "{}", outs[0]);
+    assert_eq!(outs[0], outs[1], "tinyo and runc disagree");
+    // The filter also binds processes exec'd into the container.
+    let rt = Runtime::tinyo();
+    let id = unique("seccomp-exec");
+    let b = Bundle::new(&id, &["sleep", "60"]);
+    let mut spec = b.config();
+    spec["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]
+    });
+    b.write_config(&spec);
+    rt.track(&id);
+    rt.ok(&[
+        "run",
+        "--detach",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ]);
+    let o = rt.out(&["exec", &id, "mkdir", "/tmp/y"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Function not implemented"),
+        "{o:?}"
+    );
+    assert!(
+        rt.root().join(".seccomp-cache").is_dir(),
+        "compiled programs are cached"
+    );
+    rt.ok(&["delete", "--force", &id]);
+}
+
+#[test]
+fn seccomp_notify_sends_the_listener_and_state_to_the_agent() {
+    let rt = Runtime::tinyo();
+    let id = unique("seccomp-notify");
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("agent.sock");
+    let agent = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    let b = Bundle::new(&id, &["sh", "-c", "echo started; sleep 60"]);
+    let mut spec = b.config();
+    spec["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": sock_path,
+        "listenerMetadata": "from-the-test",
+        "syscalls": [{"names": ["mkdirat", "mkdir"], "action": "SCMP_ACT_NOTIFY"}]
+    });
+    b.write_config(&spec);
+    rt.track(&id);
+    rt.ok(&[
+        "run",
+        "--detach",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ]);
+    let (conn, _) = agent.accept().unwrap();
+    let (fd, state) = recv_fd(&conn);
+    let state: Value = serde_json::from_str(&state).unwrap();
+    let pid = rt.state(&id)["pid"].clone();
+    assert_eq!(state["fds"], json!(["seccompFd"]));
+    assert_eq!(state["metadata"], "from-the-test");
+    assert_eq!(state["pid"], pid);
+    assert_eq!(state["state"]["id"], json!(id));
+    // The descriptor is a seccomp listener: fdinfo names it.
+    let link = std::fs::read_link(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&fd)
+    ))
+    .unwrap();
+    assert!(
+        link.to_string_lossy().contains("seccomp notify"),
+        "{link:?}"
+    );
+    rt.ok(&["delete", "--force", &id]);
+}
+
+/// Receives one descriptor and its payload from a unix socket.
+fn recv_fd(stream: &std::os::unix::net::UnixStream) -> (std::os::fd::OwnedFd, String) {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+    let mut data = [0u8; 8192];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+    let mut control = vec![0u64; space.div_ceil(8)];
+    // SAFETY: an all-zero msghdr is a valid value to fill in.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: `msg` points at live buffers of the sizes it states; the socket is open.
+    let n = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    assert!(n > 0, "recvmsg: {}", std::io::Error::last_os_error());
+    // SAFETY: `msg` was filled in by recvmsg and its control buffer is still live.
+    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    assert!(!cmsg.is_null(), "no descriptor came with the state");
+    // SAFETY: `cmsg` is a complete header inside `control`; CMSG_DATA only computes an address.
+    let cdata = unsafe { libc::CMSG_DATA(cmsg) }.cast::<RawFd>();
+    // SAFETY: an SCM_RIGHTS message of this size carries one descriptor.
+    let fd = unsafe { std::ptr::read_unaligned(cdata) };
+    // SAFETY: the kernel just installed this descriptor in this process for us alone.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    (
+        fd,
+        String::from_utf8_lossy(&data[..n as usize]).into_owned(),
+    )
+}

@@ -487,7 +487,11 @@ fn features_and_version_describe_the_runtime() {
         .as_array()
         .unwrap()
         .contains(&"pid".into()));
-    assert_eq!(v["linux"]["seccomp"]["enabled"], false);
+    assert_eq!(v["linux"]["seccomp"]["enabled"], true);
+    assert!(v["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .contains(&"user".into()));
     assert!(rt.ok(&["--version"]).contains("spec: 1.2.0"));
 }
 
@@ -529,7 +533,7 @@ fn mount_destination_symlinks_stay_inside_the_root() {
 }
 
 #[test]
-fn cgroup_limits_match_runc_and_unapplied_ones_are_warned() {
+fn cgroup_limits_match_runc_and_obsolete_ones_are_warned() {
     let id = unique("rt-cg");
     let probe = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max \
         /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us";
@@ -548,14 +552,14 @@ fn cgroup_limits_match_runc_and_unapplied_ones_are_warned() {
     assert_eq!(got, "67108864\n50\n512\n50000\n100000\n");
     assert!(leftover_cgroups(&format!("tinyo-test-{id}")).is_empty());
 
-    // A limit tinyo does not apply yet is named in a warning; the container still runs.
-    cfg["linux"]["resources"]["blockIO"] = serde_json::json!({"weight": 500});
+    // An obsolete limit is named in a warning; the container still runs.
+    cfg["linux"]["resources"]["memory"] = serde_json::json!({"limit": 67108864, "kernel": 1048576});
     bundle.write_config(&cfg);
     let id2 = unique("rt-cg2");
     let (tc, _, terr) = Runtime::tinyo().run(&bundle, &id2);
     assert_eq!(tc, Some(0), "{terr}");
     assert!(
-        terr.contains("warning") && terr.contains("blockIO"),
+        terr.contains("warning") && terr.contains("kernel"),
         "{terr}"
     );
 }

@@ -33,6 +33,20 @@ pub enum Error {
     Process(#[from] ProcessError),
     #[error(transparent)]
     Userns(#[from] UsernsError),
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
+    #[error(transparent)]
+    Cgroup(#[from] cgroup::CgroupError),
+    #[error("container {id:?} is {status}: {what} needs a running container")]
+    WrongStatus {
+        id: String,
+        status: Status,
+        what: &'static str,
+    },
+    #[error(
+        "container {0:?} has no cgroup (a rootless container without a delegated cgroup subtree)"
+    )]
+    NoCgroup(String),
     #[error("container {0:?} does not exist")]
     NotFound(String),
     #[error("container {0:?} already exists")]
@@ -69,6 +83,8 @@ pub enum Status {
     Creating,
     Created,
     Running,
+    /// Running, with every process frozen (`pause`).
+    Paused,
     Stopped,
 }
 
@@ -78,6 +94,7 @@ impl std::fmt::Display for Status {
             Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         })
     }
@@ -145,6 +162,8 @@ pub struct Created {
     pub pid: i32,
     /// Settings of the config that are accepted but not applied (logged by the caller).
     pub warnings: Vec<String>,
+    /// Notes for a debug log (e.g. seccomp syscall names this kernel does not know).
+    pub notes: Vec<String>,
 }
 
 /// A runtime rooted at a state directory.
@@ -235,6 +254,11 @@ impl Runtime {
         self.root.join(id)
     }
 
+    /// Where compiled seccomp programs are kept, keyed by a hash of the config's section.
+    fn seccomp_cache(&self) -> PathBuf {
+        self.root.join(".seccomp-cache")
+    }
+
     /// Removes the state directory of a container whose `create` never wrote its state,
     /// once no live `create` holds its lock.
     fn remove_unfinished(&self, id: &str) -> Result<(), Error> {
@@ -293,6 +317,8 @@ impl Runtime {
             Status::Stopped
         } else if dir.join(FIFO).exists() {
             Status::Created
+        } else if cgroup::is_frozen(&saved.cgroups) {
+            Status::Paused
         } else {
             Status::Running
         }
@@ -368,7 +394,7 @@ impl Runtime {
             })
         })?;
         let b = Bundle::load(&bundle_dir)?;
-        let prepared = Prepared::new(&b, id, opts)?;
+        let prepared = Prepared::new(&b, id, opts, &self.seccomp_cache())?;
 
         fs::create_dir_all(&self.root)
             .map_err(io_err(format!("creating {}", self.root.display())))?;
@@ -419,7 +445,7 @@ impl Runtime {
         let state_fd = sys::open_dir(&lock.dir).map_err(io_err("opening the state directory"))?;
         let mut warnings = prepared.warnings.clone();
         let mut prepared = prepared;
-        cgroup::create(&mut prepared.cgroups).map_err(io_err("setting up cgroups"))?;
+        cgroup::try_create(&mut prepared.cgroups)?;
         // Until state.json exists, this is all a `delete --force` after a crash has to go by.
         if let Ok(json) = serde_json::to_vec(&prepared.cgroups) {
             let _ = fs::write(lock.dir.join(UNFINISHED_CGROUPS), json);
@@ -434,9 +460,10 @@ impl Runtime {
             .as_ref()
             .and_then(|l| l.resources().as_ref())
         {
-            match cgroup::apply(&prepared.cgroups, res) {
+            let res = with_config_devices(res, b.spec());
+            match cgroup::apply_resources(&prepared.cgroups, &res) {
                 Ok(w) => warnings.extend(w),
-                Err(e) => return Err(fail(io_err("applying linux.resources")(e))),
+                Err(e) => return Err(fail(e.into())),
             }
         }
         let console = match &opts.console_socket {
@@ -448,7 +475,21 @@ impl Runtime {
             })?),
             _ => None,
         };
-        let pid = spawn(&prepared, state_fd, lock.fd.as_raw_fd(), console).map_err(fail)?;
+        let listener = match &prepared.seccomp_listener {
+            Some((path, _)) => Some(
+                std::os::unix::net::UnixStream::connect(path)
+                    .map(OwnedFd::from)
+                    .map_err(|e| {
+                        fail(io_err(format!(
+                            "connecting to linux.seccomp.listenerPath {}",
+                            path.display()
+                        ))(e))
+                    })?,
+            ),
+            None => None,
+        };
+        let pid =
+            spawn(&prepared, state_fd, lock.fd.as_raw_fd(), console, listener).map_err(fail)?;
         let start_time = proc_stat(pid).map(|s| s.1).unwrap_or(0);
         let saved = Saved {
             id: id.into(),
@@ -476,7 +517,11 @@ impl Runtime {
             let _ = sys::waitpid(pid, 0);
             return Err(fail(e));
         }
-        Ok(Created { pid, warnings })
+        Ok(Created {
+            pid,
+            warnings,
+            notes: prepared.notes.clone(),
+        })
     }
 
     /// Lets a created container run its process.
@@ -559,12 +604,77 @@ impl Runtime {
         if self.status(&lock.dir, &saved) == Status::Stopped {
             return Err(Error::NotRunning(id.into()));
         }
-        if all {
-            for p in cgroup::pids(&saved.cgroups) {
-                let _ = sys::kill(p, signal);
-            }
+        if all && !saved.cgroups.is_empty() {
+            return Ok(cgroup::kill_all(&saved.cgroups, signal)?);
         }
         sys::kill(saved.pid, signal).map_err(io_err(format!("signalling container {id:?}")))
+    }
+
+    /// Opens a container that must be alive (created, running or paused) and have cgroups.
+    fn open_live(&self, id: &str, what: &'static str) -> Result<(Saved, Status), Error> {
+        let (lock, saved) = self.open(id)?;
+        let status = self.status(&lock.dir, &saved);
+        if status == Status::Stopped {
+            return Err(Error::WrongStatus {
+                id: id.into(),
+                status,
+                what,
+            });
+        }
+        if saved.cgroups.is_empty() {
+            return Err(Error::NoCgroup(id.into()));
+        }
+        Ok((saved, status))
+    }
+
+    /// Freezes every process of the container (`pause`).
+    pub fn pause(&self, id: &str) -> Result<(), Error> {
+        let (saved, status) = self.open_live(id, "pause")?;
+        if status == Status::Paused {
+            return Err(Error::WrongStatus {
+                id: id.into(),
+                status,
+                what: "pause",
+            });
+        }
+        Ok(cgroup::freeze(&saved.cgroups)?)
+    }
+
+    /// Thaws a paused container (`resume`).
+    pub fn resume(&self, id: &str) -> Result<(), Error> {
+        let (saved, status) = self.open_live(id, "resume")?;
+        if status != Status::Paused {
+            return Err(Error::WrongStatus {
+                id: id.into(),
+                status,
+                what: "resume (it is not paused)",
+            });
+        }
+        Ok(cgroup::thaw(&saved.cgroups)?)
+    }
+
+    /// Changes the container's cgroup limits (`update`); returns warnings.
+    pub fn update(
+        &self,
+        id: &str,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<Vec<String>, Error> {
+        let (saved, _) = self.open_live(id, "update")?;
+        Ok(cgroup::update(&saved.cgroups, resources)?)
+    }
+
+    /// The container's cgroup counters (`events --stats`).
+    pub fn stats(&self, id: &str) -> Result<cgroup::Stats, Error> {
+        let (saved, _) = self.open_live(id, "stats")?;
+        Ok(cgroup::stats(&saved.cgroups))
+    }
+
+    /// How many processes of the container the kernel has OOM-killed (0 without a memory
+    /// cgroup), and whether the container is still alive.
+    pub fn oom_kills(&self, id: &str) -> Result<(u64, bool), Error> {
+        let (lock, saved) = self.open(id)?;
+        let alive = self.status(&lock.dir, &saved) != Status::Stopped;
+        Ok((cgroup::oom_kills(&saved.cgroups), alive))
     }
 
     /// Starts another process in a running container: it joins the container's namespaces,
@@ -592,6 +702,15 @@ impl Runtime {
         spec.set_domainname(None);
         let mut plan = ProcessPlan::from_spec(&spec)?;
         plan.sysctl.clear();
+        // The container's seccomp filter applies to every process in it (as with runc); a
+        // notify filter's listener only goes to the agent at create, so exec runs without it.
+        let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+            Some(section) => Some(crate::seccomp::compile_cached(
+                section,
+                &self.seccomp_cache(),
+            )?),
+            None => None,
+        };
         plan.preserve_fds = opts.preserve_fds;
         if plan.args.is_empty() {
             return Err(ProcessError::NoProcess.into());
@@ -651,8 +770,8 @@ impl Runtime {
                     &ns_fds,
                     root,
                     wr,
-                    console,
-                    console_size,
+                    (console, console_size),
+                    seccomp.as_ref(),
                 )
             }));
             sys::exit_now(1);
@@ -785,6 +904,14 @@ struct Prepared {
     uts: bool,
     /// The mappings of a new user namespace, written by the runtime after the clone.
     idmaps: Option<IdMaps>,
+    /// The compiled `linux.seccomp` filter, and where its listener goes (path, metadata).
+    seccomp: Option<crate::seccomp::Compiled>,
+    seccomp_listener: Option<(PathBuf, String)>,
+    /// Debug notes for the caller.
+    notes: Vec<String>,
+    /// How many idmapped binds the plan has: their detached trees are made by a helper in
+    /// the container's mount namespace and sent over a socket (see [`send_idmapped_trees`]).
+    idmapped: usize,
     warnings: Vec<String>,
     hooks: Hooks,
     /// `process.terminal`, and `process.consoleSize` as (rows, columns).
@@ -810,7 +937,12 @@ fn ns_flag(t: LinuxNamespaceType) -> libc::c_int {
 }
 
 impl Prepared {
-    fn new(b: &Bundle, id: &str, opts: &CreateOptions) -> Result<Self, Error> {
+    fn new(
+        b: &Bundle,
+        id: &str,
+        opts: &CreateOptions,
+        seccomp_cache: &Path,
+    ) -> Result<Self, Error> {
         let spec = b.spec();
         let plan = mounts::plan(
             spec,
@@ -862,11 +994,32 @@ impl Prepared {
         }
         let mut warnings = Vec::new();
         let l = linux;
-        if l.and_then(|l| l.seccomp().as_ref()).is_some() {
-            return Err(Error::Unsupported(
-                "linux.seccomp is not supported yet (issue 6); remove it from the config to run without a filter".into(),
-            ));
-        }
+        let mut notes = Vec::new();
+        let (seccomp, seccomp_listener) = match l.and_then(|l| l.seccomp().as_ref()) {
+            Some(section) => {
+                let compiled = crate::seccomp::compile_cached(section, seccomp_cache)?;
+                if !compiled.skipped().is_empty() {
+                    notes.push(format!(
+                        "linux.seccomp: syscalls unknown here, skipped: {}",
+                        compiled.skipped().join(" ")
+                    ));
+                }
+                let listener = match (compiled.needs_listener(), section.listener_path()) {
+                    (true, Some(path)) => Some((
+                        path.clone(),
+                        section.listener_metadata().clone().unwrap_or_default(),
+                    )),
+                    (true, None) => {
+                        return Err(Error::Unsupported(
+                            "linux.seccomp: SCMP_ACT_NOTIFY needs listenerPath (where the runtime sends the notification descriptor)".into(),
+                        ))
+                    }
+                    (false, _) => None,
+                };
+                (Some(compiled), listener)
+            }
+            None => (None, None),
+        };
         let idmaps = IdMaps::from_spec(
             clone_flags & libc::CLONE_NEWUSER as u64 != 0,
             l.and_then(|l| l.uid_mappings().as_deref()),
@@ -878,7 +1031,7 @@ impl Prepared {
         let console_size = proc_spec.and_then(terminal::console_size);
         let hooks = Hooks::from_spec(spec).map_err(Error::Unsupported)?;
         let cgroups_path = l.and_then(|l| l.cgroups_path().as_deref());
-        let mut cgroups = cgroup::plan(cgroups_path, id);
+        let mut cgroups = cgroup::try_plan(cgroups_path, id)?;
         if sys::geteuid() != 0 && !cgroups.is_empty() {
             // Rootless: cgroups only where a delegated subtree lets this user make them.
             let writable = cgroups.iter().all(|d| {
@@ -898,10 +1051,20 @@ impl Prepared {
             .iter()
             .any(|o| matches!(o, mounts::Op::Cgroup { .. }))
         {
-            cgroup::mount_binds(&cgroups)
+            // On a hybrid host the container sees the v1 hierarchies only, as under runc.
+            let mut binds = cgroup::mount_binds(&cgroups);
+            if binds.len() > 1 {
+                binds.retain(|(mountpoint, _)| !mountpoint.ends_with("/unified"));
+            }
+            binds
         } else {
             Vec::new()
         };
+        let idmapped_count = plan
+            .ops
+            .iter()
+            .filter(|o| matches!(o, mounts::Op::IdmapBind { .. }))
+            .count();
         Ok(Self {
             plan,
             process,
@@ -911,6 +1074,10 @@ impl Prepared {
             join,
             uts,
             idmaps,
+            idmapped: idmapped_count,
+            seccomp,
+            seccomp_listener,
+            notes,
             warnings,
             hooks,
             terminal,
@@ -957,12 +1124,20 @@ fn spawn(
     state_fd: OwnedFd,
     lock_fd: std::os::fd::RawFd,
     console: Option<OwnedFd>,
+    listener: Option<OwnedFd>,
 ) -> Result<i32, Error> {
     let (mut rd, wr) = {
         let (r, w) = sys::pipe().map_err(io_err("creating the sync pipe"))?;
         (fs::File::from(r), w)
     };
     let (reply_rd, reply_wr) = sys::pipe().map_err(io_err("creating the hook pipe"))?;
+    let (idmap_parent, idmap_child) = if p.idmapped > 0 {
+        let (a, b) = std::os::unix::net::UnixStream::pair()
+            .map_err(io_err("creating the idmapped mount socket"))?;
+        (Some(OwnedFd::from(a)), Some(OwnedFd::from(b)))
+    } else {
+        (None, None)
+    };
     // Join namespaces given by path: the pid namespace must be joined before cloning (it
     // applies to children); the others are joined in the child.
     let mut ns_fds = Vec::new();
@@ -986,7 +1161,15 @@ fn spawn(
         // The lock is the creator's: a copy held here would block `start` forever.
         sys::close_raw(lock_fd);
         let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            child_main(p, &ns_fds, state_fd, wr, reply_rd, console)
+            let fds = ChildFds {
+                state_fd,
+                sync: wr,
+                reply: reply_rd,
+                console,
+                idmap_sock: idmap_child,
+                listener,
+            };
+            child_main(p, &ns_fds, fds)
         })) {
             Ok(()) => 1,
             Err(_) => 2,
@@ -996,6 +1179,7 @@ fn spawn(
     drop(wr);
     drop(state_fd);
     drop(console);
+    drop(listener);
     drop(reply_rd);
     let mut reply = fs::File::from(reply_wr);
     let fail = |msg: String| {
@@ -1013,6 +1197,14 @@ fn spawn(
             return Err(fail(
                 "the container process exited before its user namespace was mapped".into(),
             ));
+        }
+    }
+    drop(idmap_child);
+    if let Some(sock) = &idmap_parent {
+        if let Err(e) = send_idmapped_trees(p, pid, sock) {
+            let _ = sys::kill(pid, libc::SIGKILL);
+            let _ = sys::waitpid(pid, 0);
+            return Err(e);
         }
     }
     let mut buf = Vec::new();
@@ -1044,15 +1236,31 @@ fn spawn(
     }))
 }
 
-/// The container process: never returns normally except to report failure on `sync`.
-fn child_main(
-    p: &Prepared,
-    ns_fds: &[(libc::c_int, OwnedFd)],
+/// The descriptors the container process takes over from the runtime.
+struct ChildFds {
+    /// The state directory (`O_PATH`), where the exec FIFO is.
     state_fd: OwnedFd,
+    /// Reports to the runtime (`R` ready, `H` hooks please, `E` + error).
     sync: OwnedFd,
+    /// The runtime's answers (`U` user namespace mapped, `K` hooks done).
     reply: OwnedFd,
     console: Option<OwnedFd>,
-) {
+    /// Where the idmapped mounts' detached trees arrive.
+    idmap_sock: Option<OwnedFd>,
+    /// The seccomp agent's socket (`linux.seccomp.listenerPath`).
+    listener: Option<OwnedFd>,
+}
+
+/// The container process: never returns normally except to report failure on `sync`.
+fn child_main(p: &Prepared, ns_fds: &[(libc::c_int, OwnedFd)], fds: ChildFds) {
+    let ChildFds {
+        state_fd,
+        sync,
+        reply,
+        console,
+        idmap_sock,
+        listener,
+    } = fds;
     let mut sync = fs::File::from(sync);
     let mut reply = fs::File::from(reply);
     let mut console = console;
@@ -1063,6 +1271,11 @@ fn child_main(
     // Die with the creating process until setup is finished.
     let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as _, 0);
     let sync_ref = &sync;
+    // Our pid as the host sees it (for the seccomp agent): /proc is still the host's here.
+    let host_pid = fs::read_link("/proc/self")
+        .ok()
+        .and_then(|l| l.to_str().and_then(|s| s.parse::<i32>().ok()))
+        .unwrap_or(0);
     let mut setup = || -> Result<std::path::PathBuf, String> {
         cgroup::join_self(&p.cgroups).map_err(|e| e.to_string())?;
         if p.idmaps.is_some() {
@@ -1115,9 +1328,19 @@ fn child_main(
         // Hostname, sysctl, rlimits and the OOM score are set once inside the new root, before
         // /proc/sys and friends become read-only.
         let mut system = || process::apply_system(&p.process, p.uts);
+        let mut detached = Vec::new();
+        if let Some(sock) = &idmap_sock {
+            for _ in 0..p.idmapped {
+                detached.push(
+                    sys::recv_fd(sock.as_fd())
+                        .map_err(|e| format!("receiving an idmapped mount: {e}"))?,
+                );
+            }
+        }
         crate::rootfs::apply(
             &p.plan,
             &p.cgroup_binds,
+            &detached,
             &mut hooks_before_enter,
             &mut system,
         )
@@ -1179,12 +1402,159 @@ fn child_main(
         return;
     }
     drop(f);
-    if let Err(msg) = process::apply_identity(&p.process) {
-        eprintln!("tinyo: container setup: {msg}");
-        return;
+    match process::apply_identity(&p.process, p.seccomp.as_ref()) {
+        Ok(Some(notify)) => {
+            if let (Some(sock), Some((_, metadata))) = (&listener, &p.seccomp_listener) {
+                let state = seccomp_agent_state(p, host_pid, metadata);
+                if let Err(e) = sys::send_fd(sock.as_fd(), notify.as_fd(), state.as_bytes()) {
+                    eprintln!("tinyo: sending the seccomp listener to the agent: {e}");
+                    return;
+                }
+            }
+        }
+        Ok(None) => {}
+        Err(msg) => {
+            eprintln!("tinyo: container setup: {msg}");
+            return;
+        }
     }
+    drop(listener);
     let err = process::exec(&p.process, &exe);
     eprintln!("tinyo: {err}");
+}
+
+/// The runtime-spec `containerProcessState` a seccomp agent receives with the listener.
+fn seccomp_agent_state(p: &Prepared, pid: i32, metadata: &str) -> String {
+    serde_json::json!({
+        "ociVersion": crate::OCI_SPEC_VERSION,
+        "fds": ["seccompFd"],
+        "pid": pid,
+        "metadata": metadata,
+        "state": {
+            "ociVersion": crate::OCI_SPEC_VERSION,
+            "id": p.id,
+            "status": "running",
+            "pid": pid,
+            "bundle": p.bundle,
+            "annotations": p.annotations,
+        },
+    })
+    .to_string()
+}
+
+/// `linux.resources` with an allow rule for every `linux.devices` entry appended to its device
+/// rules (as runc does), so the devices a config creates stay usable under a deny-all list.
+fn with_config_devices(
+    res: &oci_spec::runtime::LinuxResources,
+    spec: &oci_spec::runtime::Spec,
+) -> oci_spec::runtime::LinuxResources {
+    let mut res = res.clone();
+    let extra = spec.linux().as_ref().and_then(|l| l.devices().clone());
+    if let (Some(rules), Some(devices)) = (res.devices().clone(), extra) {
+        let mut rules = rules;
+        for d in devices {
+            let mut rule = oci_spec::runtime::LinuxDeviceCgroup::default();
+            rule.set_allow(true);
+            rule.set_typ(Some(d.typ()));
+            rule.set_major(Some(d.major()));
+            rule.set_minor(Some(d.minor()));
+            rule.set_access(Some("rwm".into()));
+            rules.push(rule);
+        }
+        res.set_devices(Some(rules));
+    }
+    res
+}
+
+/// Makes the detached, idmapped copy of every `idmap`/`ridmap` bind source, in plan order,
+/// and sends each to the container process `pid` over `sock`. A detached tree can only be
+/// attached in the mount namespace it was made in, and idmapping needs privilege over the
+/// filesystem: so a forked helper stays in the host's user namespace but joins the
+/// container's mount namespace to make them. Each tree goes through a user namespace with
+/// the mount's own mappings, or the container's.
+fn send_idmapped_trees(p: &Prepared, pid: i32, sock: &OwnedFd) -> Result<(), Error> {
+    let mut namespaces: Vec<(IdMaps, OwnedFd)> = Vec::new();
+    let mut jobs = Vec::new();
+    for op in &p.plan.ops {
+        let mounts::Op::IdmapBind {
+            source,
+            dest,
+            recursive,
+            maps,
+            ..
+        } = op
+        else {
+            continue;
+        };
+        let what = format!("idmapped mount {} on {}", source.display(), dest.display());
+        let maps = match (maps, &p.idmaps) {
+            (Some((uid, gid)), _) => IdMaps {
+                uid: uid.clone(),
+                gid: gid.clone(),
+            },
+            (None, Some(m)) => m.clone(),
+            (None, None) => {
+                return Err(Error::Unsupported(format!(
+                    "{what}: idmap needs the mount's uidMappings/gidMappings or a user namespace with mappings"
+                )))
+            }
+        };
+        let userns = match namespaces.iter().position(|(m, _)| *m == maps) {
+            Some(i) => i,
+            None => {
+                // SAFETY: create() runs single-threaded (documented on Runtime::create).
+                let fd = unsafe { crate::userns::namespace_with(&maps) }?;
+                namespaces.push((maps, fd));
+                namespaces.len() - 1
+            }
+        };
+        let src = sys::cstr(source).map_err(io_err(what.clone()))?;
+        jobs.push((src, *recursive, userns, what));
+    }
+    let mnt = fs::File::open(format!("/proc/{pid}/ns/mnt"))
+        .map_err(io_err("opening the container's mount namespace"))?;
+    let (rd, wr) = sys::pipe().map_err(io_err("creating the idmap helper's pipe"))?;
+    // SAFETY: create() runs single-threaded; the helper only makes syscalls and exits.
+    let helper = unsafe { sys::clone3(0) }.map_err(io_err("forking the idmap helper"))?;
+    let Some(helper) = helper else {
+        drop(rd);
+        let mut report = fs::File::from(wr);
+        let run = || -> Result<(), String> {
+            sys::setns(mnt.as_fd(), libc::CLONE_NEWNS)
+                .map_err(|e| format!("joining the container's mount namespace: {e}"))?;
+            for (src, recursive, userns, what) in &jobs {
+                let tree = sys::open_tree_clone(src, *recursive)
+                    .map_err(|e| format!("{what}: open_tree: {e}"))?;
+                sys::mount_setattr_idmap(tree.as_fd(), namespaces[*userns].1.as_fd(), *recursive)
+                    .map_err(|e| {
+                        format!("{what}: mount_setattr(MOUNT_ATTR_IDMAP): {e} (does the filesystem support idmapped mounts?)")
+                    })?;
+                sys::send_fd(sock.as_fd(), tree.as_fd(), b"m")
+                    .map_err(|e| format!("{what}: sending it to the container: {e}"))?;
+            }
+            Ok(())
+        };
+        let code = match run() {
+            Ok(()) => 0,
+            Err(msg) => {
+                let _ = report.write_all(msg.as_bytes());
+                1
+            }
+        };
+        sys::exit_now(code);
+    };
+    drop(wr);
+    let mut msg = String::new();
+    let _ = fs::File::from(rd).read_to_string(&mut msg);
+    let status = sys::waitpid(helper, 0).map(|(_, st)| st).unwrap_or(1);
+    if status != 0 {
+        return Err(Error::Setup(if msg.is_empty() {
+            "the idmap helper failed".into()
+        } else {
+            msg
+        }));
+    }
+    Ok(())
 }
 
 /// Becomes uid/gid 0 of the user namespace just entered, when 0 is mapped (as runc does), so
@@ -1214,8 +1584,8 @@ fn exec_child(
     ns_fds: &[(libc::c_int, OwnedFd)],
     root: OwnedFd,
     sync: OwnedFd,
-    console: Option<OwnedFd>,
-    console_size: Option<(u16, u16)>,
+    (console, console_size): (Option<OwnedFd>, Option<(u16, u16)>),
+    seccomp: Option<&crate::seccomp::Compiled>,
 ) {
     let mut sync = fs::File::from(sync);
     let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as _, 0);
@@ -1265,7 +1635,7 @@ fn exec_child(
         return;
     }
     drop(sync);
-    if let Err(msg) = process::apply_identity(p) {
+    if let Err(msg) = process::apply_identity(p, seccomp) {
         eprintln!("tinyo: exec setup: {msg}");
         return;
     }

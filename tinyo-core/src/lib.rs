@@ -4,15 +4,17 @@
 //! - [`mounts`]: planning the container filesystem (pure, unit-tested without root).
 //! - [`rootfs`]: carrying out that plan in the container's mount namespace.
 //! - [`process`]: the process's own settings (user, capabilities, rlimits, …) and exec.
-//! - [`cgroup`]: minimal cgroup v1 placement and limits (issue 6 does cgroups properly).
+//! - [`cgroup`]: cgroups on v1, v2 and hybrid hosts: placement, every `linux.resources`
+//!   limit, freeze, kill, stats and OOM events.
 //! - [`container`]: the lifecycle (create, start, state, kill, delete, list) and its state.
 //! - [`hooks`]: the OCI hooks (prestart, createRuntime, createContainer, startContainer,
 //!   poststart, poststop).
 //! - [`terminal`]: `process.terminal`, a pty whose master goes over `--console-socket`.
+//! - [`seccomp`]: `linux.seccomp` compiled to BPF in pure Rust, cached by content hash.
+//! - [`userns`]: uid/gid mappings of user namespaces (root, rootless, newuidmap).
 //! - [`sys`]: the thin syscall seam everything above goes through.
 //!
-//! Not implemented yet, and refused clearly when a config asks for them: user namespaces,
-//! seccomp. A terminal needs a console socket (tinyo never relays a pty itself).
+//! A terminal needs a console socket (tinyo never relays a pty itself).
 
 pub mod bundle;
 pub mod cgroup;

@@ -20,6 +20,8 @@ pub enum PlanError {
     Propagation(String),
     #[error("device {path}: type {typ:?} is not one of c, b, u, p")]
     DeviceType { path: String, typ: String },
+    #[error("mount {dest}: {why}")]
+    Idmap { dest: String, why: &'static str },
 }
 
 /// What a mount destination must be before something is mounted on it.
@@ -46,6 +48,16 @@ pub enum Op {
         flags: u64,
         data: String,
         kind: DestKind,
+    },
+    /// An idmapped bind (`idmap`/`ridmap`): the runtime prepares a detached copy of `source`
+    /// whose ids show through `maps` (the mount's own uid and gid mappings, or the container's
+    /// when `None`) and the container process attaches it at `dest`.
+    IdmapBind {
+        source: PathBuf,
+        dest: PathBuf,
+        kind: DestKind,
+        recursive: bool,
+        maps: Option<IdTriples>,
     },
     /// Remount a bind mount to apply flags that a bind ignores (ro, nosuid, nodev, noexec…).
     Remount { dest: PathBuf, flags: u64 },
@@ -80,6 +92,9 @@ pub enum Op {
     /// After entering the root: remount `/` read-only (`root.readonly`).
     ReadOnlyRoot,
 }
+
+/// (uid, gid) mappings as (container id, host id, size) triples.
+pub type IdTriples = (Vec<(u32, u32, u32)>, Vec<(u32, u32, u32)>);
 
 /// The result of planning: the ops in the order they must run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -125,6 +140,8 @@ pub struct ParsedOptions {
     /// with `mount_setattr(AT_RECURSIVE)` once the mount exists.
     pub attr_set: u64,
     pub attr_clr: u64,
+    /// `idmap` (Some(false)) or `ridmap` (Some(true)).
+    pub idmap: Option<bool>,
 }
 
 /// `MOUNT_ATTR_*` bits of mount_setattr(2).
@@ -207,7 +224,11 @@ pub fn parse_options(dest: &Path, options: &[String]) -> Result<ParsedOptions, P
                 p.propagation.push(propagation_flags(o).unwrap_or(PRIVATE));
                 continue;
             }
-            "tmpcopyup" | "idmap" | "ridmap" => return Err(unsupported(dest, o)),
+            "idmap" | "ridmap" => {
+                p.idmap = Some(o == "ridmap");
+                continue;
+            }
+            "tmpcopyup" => return Err(unsupported(dest, o)),
             r if recursive_attr(r).is_some() => {
                 let (set, clr) = recursive_attr(r).unwrap_or_default();
                 p.attr_set = (p.attr_set & !clr) | set;
@@ -356,14 +377,40 @@ pub fn plan(
                 dev_is_bind = true;
             }
             let flags = options.flags | BIND;
-            ops.push(Op::Mount {
-                source,
-                dest: dest.clone(),
-                fstype: None,
-                flags: flags & (BIND | REC),
-                data: options.data.clone(),
-                kind,
-            });
+            let triples = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+                m.iter()
+                    .flatten()
+                    .map(|m| (m.container_id(), m.host_id(), m.size()))
+                    .collect::<Vec<_>>()
+            };
+            let (uids, gids) = (triples(m.uid_mappings()), triples(m.gid_mappings()));
+            if options.idmap.is_some() || !uids.is_empty() || !gids.is_empty() {
+                let idmap_err = |why| PlanError::Idmap {
+                    dest: dest_s.clone(),
+                    why,
+                };
+                if uids.is_empty() != gids.is_empty() {
+                    return Err(idmap_err("uidMappings and gidMappings go together"));
+                }
+                let source = source.ok_or_else(|| idmap_err("an idmapped bind needs a source"))?;
+                ops.push(Op::IdmapBind {
+                    source,
+                    dest: dest.clone(),
+                    kind,
+                    recursive: options.idmap == Some(true)
+                        || (options.idmap.is_none() && flags & REC != 0),
+                    maps: (!uids.is_empty()).then_some((uids, gids)),
+                });
+            } else {
+                ops.push(Op::Mount {
+                    source,
+                    dest: dest.clone(),
+                    fstype: None,
+                    flags: flags & (BIND | REC),
+                    data: options.data.clone(),
+                    kind,
+                });
+            }
             // A bind ignores every other flag: apply them with a remount.
             let rest = flags & !(BIND | REC | REMOUNT);
             if rest != 0 {
@@ -372,6 +419,11 @@ pub fn plan(
                     flags: rest,
                 });
             }
+        } else if options.idmap.is_some() {
+            return Err(PlanError::Idmap {
+                dest: dest_s,
+                why: "idmap/ridmap apply to bind mounts only",
+            });
         } else {
             ops.push(Op::Mount {
                 source: m.source().clone(),

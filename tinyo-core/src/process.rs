@@ -251,7 +251,22 @@ pub fn apply_system(p: &ProcessPlan, uts: bool) -> Result<(), String> {
 
 /// Switches to the container user and capabilities, cwd and umask. Run after the exec
 /// barrier (it drops the privileges the barrier still needs).
-pub fn apply_identity(p: &ProcessPlan) -> Result<(), String> {
+///
+/// `seccomp` is installed here too: right before exec with `noNewPrivileges`, else before the
+/// user changes, while CAP_SYS_ADMIN is still held (as runc does). Returns the user
+/// notification listener when the filter has one.
+pub fn apply_identity(
+    p: &ProcessPlan,
+    seccomp: Option<&crate::seccomp::Compiled>,
+) -> Result<Option<std::os::fd::OwnedFd>, String> {
+    let mut listener = None;
+    let install = |listener: &mut Option<std::os::fd::OwnedFd>| {
+        if let Some(filter) = seccomp {
+            *listener = crate::seccomp::install(filter)
+                .map_err(|e| format!("installing the seccomp filter: {e}"))?;
+        }
+        Ok::<(), String>(())
+    };
     let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())
@@ -270,6 +285,9 @@ pub fn apply_identity(p: &ProcessPlan) -> Result<(), String> {
                 }
             }
         }
+    }
+    if !p.no_new_privileges {
+        install(&mut listener)?;
     }
     ctx(sys::prctl(libc::PR_SET_KEEPCAPS, 1, 0).map(drop), || {
         "PR_SET_KEEPCAPS".into()
@@ -317,8 +335,9 @@ pub fn apply_identity(p: &ProcessPlan) -> Result<(), String> {
             sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0).map(drop),
             || "noNewPrivileges".into(),
         )?;
+        install(&mut listener)?;
     }
-    Ok(())
+    Ok(listener)
 }
 
 /// Execs the process; returns only with the reason it failed.

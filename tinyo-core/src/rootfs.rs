@@ -33,15 +33,18 @@ fn ctx<T>(r: io::Result<T>, what: impl FnOnce() -> String) -> Result<T, RootfsEr
 /// read-only paths are applied: sysctls must be written while `/proc/sys` is still writable,
 /// as runc does. `before_enter` runs right before the process enters the new root, once every
 /// mount is made (where runc runs the createRuntime and createContainer hooks).
+/// `detached` holds the trees the runtime prepared for the plan's idmapped binds, in order.
 pub fn apply(
     plan: &Plan,
     cgroups: &[(String, String)],
+    detached: &[OwnedFd],
     before_enter: &mut dyn FnMut() -> Result<(), String>,
     entered: &mut dyn FnMut() -> Result<(), String>,
 ) -> Result<(), RootfsError> {
     let mut root: Option<OwnedFd> = None;
     let mut rootfs_path = None;
     let mut did_enter = false;
+    let mut detached = detached.iter();
     let slash = c"/";
     for op in &plan.ops {
         match op {
@@ -95,7 +98,7 @@ pub fn apply(
                         source: io::Error::from_raw_os_error(libc::EINVAL),
                     });
                 };
-                in_root(root, other, cgroups)?;
+                in_root(root, other, cgroups, &mut detached)?;
             }
         }
     }
@@ -112,9 +115,28 @@ pub fn apply(
     Ok(())
 }
 
-fn in_root(root: &OwnedFd, op: &Op, cgroups: &[(String, String)]) -> Result<(), RootfsError> {
+fn in_root(
+    root: &OwnedFd,
+    op: &Op,
+    cgroups: &[(String, String)],
+    detached: &mut std::slice::Iter<'_, OwnedFd>,
+) -> Result<(), RootfsError> {
     let root = root.as_fd();
     match op {
+        Op::IdmapBind {
+            source, dest, kind, ..
+        } => {
+            let name = || format!("idmapped mount {} on {}", source.display(), dest.display());
+            let tree = detached.next().ok_or_else(|| RootfsError {
+                what: name(),
+                source: io::Error::other("the runtime prepared no detached tree for it"),
+            })?;
+            let target = match kind {
+                DestKind::Dir => ctx(sys::mkdir_all_in_root(root, dest), name)?,
+                DestKind::File => ctx(sys::touch_in_root(root, dest), name)?,
+            };
+            ctx(sys::move_mount_to(tree.as_fd(), target.as_fd()), name)?;
+        }
         Op::Mount {
             source,
             dest,
@@ -226,6 +248,36 @@ fn in_root(root: &OwnedFd, op: &Op, cgroups: &[(String, String)]) -> Result<(), 
     Ok(())
 }
 
+/// Binds the host cgroup directory `dir` at `sub` in the root, then remounts it with `flags`.
+fn bind_cgroup(
+    root: std::os::fd::BorrowedFd<'_>,
+    sub: &Path,
+    dir: &str,
+    flags: u64,
+) -> Result<(), RootfsError> {
+    let name = || format!("mount cgroup on {}", sub.display());
+    let t = ctx(sys::mkdir_all_in_root(root, sub), name)?;
+    let src = ctx(cstr(dir), name)?;
+    let r = sys::mount(
+        Some(&src),
+        &fd_path(&t),
+        None,
+        (ms::BIND | ms::REC) as _,
+        None,
+    );
+    ctx(r, || format!("binding cgroup {dir} on {}", sub.display()))?;
+    // Reopen: the descriptor from before the bind names the covered directory.
+    let t = ctx(sys::open_in_root(root, sub, libc::O_PATH), name)?;
+    let r = sys::mount(
+        None,
+        &fd_path(&t),
+        None,
+        (ms::BIND | ms::REMOUNT | flags) as _,
+        None,
+    );
+    ctx(r, || format!("remounting cgroup {}", sub.display()))
+}
+
 /// Binds the host's device node at `path` onto an empty file at the same path in the root.
 fn bind_host_device(root: std::os::fd::BorrowedFd<'_>, path: &Path) -> Result<(), RootfsError> {
     let name = || {
@@ -251,8 +303,15 @@ fn cgroup_mount(
     cgroups: &[(String, String)],
 ) -> Result<(), RootfsError> {
     let name = || format!("mount cgroup on {}", dest.display());
-    let target = ctx(sys::mkdir_all_in_root(root, dest), name)?;
     let base = ms::NOSUID | ms::NODEV | ms::NOEXEC;
+    // A pure cgroup v2 host has one hierarchy mounted at /sys/fs/cgroup itself: the
+    // container's directory is bound straight at `dest`.
+    if let [(mountpoint, dir)] = cgroups {
+        if Path::new(mountpoint) == Path::new("/sys/fs/cgroup") {
+            return bind_cgroup(root, dest, dir, base | (flags & ms::RDONLY));
+        }
+    }
+    let target = ctx(sys::mkdir_all_in_root(root, dest), name)?;
     ctx(
         sys::mount(
             Some(c"tmpfs"),
@@ -267,27 +326,7 @@ fn cgroup_mount(
         let Some(leaf) = Path::new(mountpoint).file_name() else {
             continue;
         };
-        let sub = dest.join(leaf);
-        let t = ctx(sys::mkdir_all_in_root(root, &sub), name)?;
-        let src = ctx(cstr(dir), name)?;
-        let r = sys::mount(
-            Some(&src),
-            &fd_path(&t),
-            None,
-            (ms::BIND | ms::REC) as _,
-            None,
-        );
-        ctx(r, || format!("binding cgroup {dir} on {}", sub.display()))?;
-        // Reopen: the descriptor from before the bind names the covered directory.
-        let t = ctx(sys::open_in_root(root, &sub, libc::O_PATH), name)?;
-        let r = sys::mount(
-            None,
-            &fd_path(&t),
-            None,
-            (ms::BIND | ms::REMOUNT | base | (flags & ms::RDONLY)) as _,
-            None,
-        );
-        ctx(r, || format!("remounting cgroup {}", sub.display()))?;
+        bind_cgroup(root, &dest.join(leaf), dir, base | (flags & ms::RDONLY))?;
     }
     // Like runc, the tmpfs itself stays writable; the hierarchies below are read-only.
     Ok(())

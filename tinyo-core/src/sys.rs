@@ -282,6 +282,80 @@ pub fn mount_setattr_recursive(fd: BorrowedFd<'_>, set: u64, clear: u64) -> io::
     Ok(())
 }
 
+/// `open_tree(2)` with `OPEN_TREE_CLONE`: a detached copy of the mount at `path` (and, with
+/// `recursive`, every mount below it), to be changed and attached elsewhere.
+pub fn open_tree_clone(path: &CStr, recursive: bool) -> io::Result<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: `path` is NUL-terminated; integer arguments otherwise.
+    let r = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+    let fd = check_long(r)?;
+    // SAFETY: open_tree just returned this descriptor and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `mount_setattr(2)` with `MOUNT_ATTR_IDMAP` on a detached tree: ids on disk are shown
+/// through the mappings of the user namespace `userns`.
+pub fn mount_setattr_idmap(
+    fd: BorrowedFd<'_>,
+    userns: BorrowedFd<'_>,
+    recursive: bool,
+) -> io::Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    let mut flags = libc::AT_EMPTY_PATH;
+    if recursive {
+        flags |= libc::AT_RECURSIVE;
+    }
+    // SAFETY: the path is an empty NUL-terminated string (AT_EMPTY_PATH), `attr` is a valid
+    // struct mount_attr whose size we pass, and the kernel only reads it.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    check_long(r).map(drop)
+}
+
+/// `move_mount(2)` of a detached tree onto the directory or file open as `target`.
+pub fn move_mount_to(fd: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+    // SAFETY: both paths are empty NUL-terminated strings (the descriptors are used); the
+    // kernel only reads them.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    check_long(r).map(drop)
+}
+
 /// `umount2(2)`.
 pub fn umount2(target: &CStr, flags: libc::c_int) -> io::Result<()> {
     // SAFETY: `target` is NUL-terminated.
@@ -795,6 +869,53 @@ pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>, payload: &[u8]) -> io::
             other => return other.map(drop),
         }
     }
+}
+
+/// Receives one descriptor sent with [`send_fd`] (and up to 64 bytes of payload, dropped).
+pub fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let mut data = [0u8; 64];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+    // u64 elements keep the control buffer aligned for cmsghdr.
+    let mut control = vec![0u64; space.div_ceil(8)];
+    // SAFETY: an all-zero msghdr is a valid value to fill in.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    let n = loop {
+        // SAFETY: `msg` points at live buffers of the sizes it states.
+        let r = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        match check_long(r as libc::c_long) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => break other?,
+        }
+    };
+    if n == 0 {
+        return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+    }
+    // SAFETY: `msg` was filled in by recvmsg and its control buffer is still live.
+    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    if cmsg.is_null() {
+        return Err(io::Error::other("no descriptor in the message"));
+    }
+    // SAFETY: a non-null CMSG_FIRSTHDR points at a complete header inside `control`.
+    let hdr = unsafe { std::ptr::read_unaligned(cmsg) };
+    if (hdr.cmsg_level, hdr.cmsg_type) != (libc::SOL_SOCKET, libc::SCM_RIGHTS) {
+        return Err(io::Error::other("not an SCM_RIGHTS message"));
+    }
+    // SAFETY: `cmsg` is a complete header inside `control`; CMSG_DATA only computes an address.
+    let cdata = unsafe { libc::CMSG_DATA(cmsg) }.cast::<RawFd>();
+    // SAFETY: an SCM_RIGHTS message of this size carries one descriptor in its data;
+    // read_unaligned because the data need not be aligned for an int.
+    let fd = unsafe { std::ptr::read_unaligned(cdata) };
+    // SAFETY: the kernel just installed this descriptor in this process for us alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// `fchdir(2)` (works on `O_PATH` directory descriptors).

@@ -182,6 +182,41 @@ fn helper(name: &'static str, pid: i32, list: &[(u32, u32, u32)]) -> Result<(), 
     Ok(())
 }
 
+/// A user namespace with these mappings, for idmapped mounts: a child is cloned into a new
+/// user namespace, mapped, and its namespace kept open by descriptor once it has exited.
+///
+/// # Safety
+/// The caller must be single-threaded (the child runs on a copy of this process).
+pub unsafe fn namespace_with(maps: &IdMaps) -> Result<std::os::fd::OwnedFd, UsernsError> {
+    use std::io::Read;
+    let fail = |what: &str, source: io::Error| UsernsError::Write {
+        path: what.into(),
+        source,
+    };
+    let (rd, wr) = crate::sys::pipe().map_err(|e| fail("a pipe for the mapping helper", e))?;
+    // SAFETY: the caller is single-threaded; the child only reads a pipe and exits.
+    let pid = unsafe { crate::sys::clone3(libc::CLONE_NEWUSER as u64) }
+        .map_err(|e| fail("clone3(CLONE_NEWUSER) for an idmapped mount", e))?;
+    let Some(pid) = pid else {
+        drop(wr);
+        let mut b = [0u8; 1];
+        let _ = std::fs::File::from(rd).read(&mut b);
+        crate::sys::exit_now(0);
+    };
+    drop(rd);
+    let result = maps
+        .write(pid, crate::sys::geteuid(), crate::sys::getegid())
+        .and_then(|()| {
+            let path = format!("/proc/{pid}/ns/user");
+            std::fs::File::open(&path)
+                .map(std::os::fd::OwnedFd::from)
+                .map_err(|source| UsernsError::Write { path, source })
+        });
+    drop(wr);
+    let _ = crate::sys::waitpid(pid, 0);
+    result
+}
+
 /// Whether this process may not call setgroups(2) (an unprivileged user namespace).
 pub fn setgroups_denied() -> bool {
     std::fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny")

@@ -2,7 +2,7 @@
 //! `commands/` and only translates flags into tinyo-core calls.
 //!
 //! Implemented: `spec`, `create`, `start`, `state`, `kill`, `delete`, `run`, `list`, `ps`,
-//! `features`, `exec`. Not yet: `pause`/`resume`. Terminals need `--console-socket`: tinyo
+//! `features`, `exec`, `pause`, `resume`, `update`, `events`. Terminals need `--console-socket`: tinyo
 //! never relays a pty itself, so a foreground `run`/`exec` with a terminal and no console
 //! socket is refused with a one-line error.
 
@@ -19,7 +19,7 @@ const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\nspec: ", "1.2.0");
 #[command(
     name = "tinyo",
     version = VERSION,
-    about = "A runc-compatible OCI container runtime (no seccomp or user namespaces yet)"
+    about = "A runc-compatible OCI container runtime"
 )]
 struct Cli {
     /// Directory for container state.
@@ -66,6 +66,14 @@ enum Command {
     Ps(commands::ps::Args),
     /// Print what this runtime implements (runtime-spec features JSON).
     Features(commands::features::Args),
+    /// Freeze every process of a container.
+    Pause(commands::pause::Args),
+    /// Thaw a paused container.
+    Resume(commands::pause::Args),
+    /// Change a container's cgroup limits.
+    Update(commands::update::Args),
+    /// Stream a container's events (OOM kills, stats) as JSON lines.
+    Events(commands::events::Args),
 }
 
 fn main() {
@@ -89,6 +97,10 @@ fn main() {
             Command::Exec(args) => commands::exec::run(&rt, &logger, args),
             Command::Ps(args) => commands::ps::run(&rt, args),
             Command::Features(args) => commands::features::run(args),
+            Command::Pause(args) => commands::pause::pause(&rt, args),
+            Command::Resume(args) => commands::pause::resume(&rt, args),
+            Command::Update(args) => commands::update::run(&rt, &logger, args),
+            Command::Events(args) => commands::events::run(&rt, args),
         }
     };
     match result {

@@ -16,7 +16,15 @@ pub struct Args {
 
 /// The end-to-end suites that drive the binaries: run a second time against `dist/bin`, so
 /// what ships is what was tested (podman and containerd drive the static tinyo).
-const RELEASE_TESTS: [&str; 6] = ["cli", "init", "pull", "runtime", "podman", "containerd"];
+const RELEASE_TESTS: [&str; 7] = [
+    "cli",
+    "init",
+    "pull",
+    "runtime",
+    "confinement",
+    "podman",
+    "containerd",
+];
 
 pub fn run(args: Args) -> Result<()> {
     // SAFETY: geteuid has no preconditions and cannot fail.

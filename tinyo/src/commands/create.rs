@@ -70,6 +70,9 @@ pub fn run(rt: &Runtime, log: &Logger, args: Args) -> Result<i32> {
     let created = rt
         .create(&args.id, &args.bundle, &opts)
         .with_context(|| format!("creating container {:?}", args.id))?;
+    for n in &created.notes {
+        log.debug(n);
+    }
     for w in &created.warnings {
         log.warn(w);
     }

@@ -27,6 +27,9 @@ pub fn run(rt: &Runtime, log: &Logger, args: Args) -> Result<i32> {
     let created = rt
         .create(id, &create.bundle, &opts)
         .with_context(|| format!("creating container {:?}", id))?;
+    for n in &created.notes {
+        log.debug(n);
+    }
     for w in &created.warnings {
         log.warn(w);
     }
@@ -51,6 +54,14 @@ pub fn run(rt: &Runtime, log: &Logger, args: Args) -> Result<i32> {
         return Ok(0);
     }
     let code = wait_exit_code(created.pid);
+    // An OOM kill is said as such, not left to look like any other SIGKILL.
+    if let Ok((ooms, _)) = rt.oom_kills(id) {
+        if ooms > 0 {
+            log.error(&format!(
+                "container {id:?}: the kernel OOM-killed {ooms} process(es) at the memory limit"
+            ));
+        }
+    }
     if !args.keep {
         let warnings = rt
             .delete(id, true)

@@ -1,8 +1,9 @@
 //! `start`: how long one container start takes — `run` of /bin/true in a busybox bundle, from
 //! exec of the runtime to its exit — and how much CPU it burns (all descendants).
 //!
-//! Contenders: tinyo (the static dist build), runc (the reference), crun, and `unshare` +
-//! `chroot` as the floor that any namespace-based runtime pays. A second pair of tables times
+//! Contenders: tinyo (the static dist build), runc (the reference), crun — each also with
+//! podman's default seccomp profile in the config (`+seccomp`) — and `unshare` + `chroot` as
+//! the floor that any namespace-based runtime pays. A second pair of tables times
 //! the create → start → kill → delete cycle of the three runtimes.
 
 use std::os::unix::process::CommandExt;
@@ -25,60 +26,53 @@ pub fn run(opts: &Opts) -> Result<Vec<Report>> {
     let mut notes = vec!["tinyo is the static musl `dist` build".to_string()];
 
     let tinyo = super::dist_binary("tinyo")?;
-    let tinyo_bundle = Bundle::new("bench-tinyo", &["/bin/true"]);
-    {
-        let root = state.path().join("tinyo");
-        let b = tinyo_bundle.path().to_path_buf();
-        let tinyo = tinyo.clone();
-        contenders.push(Contender::new("tinyo", move || {
-            let (wall, cpu) = time_command(
-                Command::new(&tinyo)
-                    .arg("--root")
-                    .arg(&root)
-                    .args(["run", "--bundle"])
-                    .arg(&b)
-                    .arg("bench-tinyo"),
-            )?;
-            Ok(vec![wall, cpu])
-        }));
-    }
-
-    let runc_bundle;
+    let profile = seccomp_profile()?;
+    notes.push(format!(
+        "\"+seccomp\": the config carries podman's default profile ({} syscall names, tinyo-core/src/seccomp/testdata/podman-default.json)",
+        syscall_names(&profile)
+    ));
+    let mut runtimes: Vec<(&str, PathBuf, bool)> = vec![("tinyo", tinyo.clone(), false)];
     if let Some(runc) = peer("runc") {
-        runc_bundle = Bundle::new("bench-runc", &["/bin/true"]);
-        let root = state.path().join("runc");
-        let b = runc_bundle.path().to_path_buf();
-        contenders.push(Contender::new("runc", move || {
-            let (wall, cpu) = time_command(
-                Command::new(&runc)
-                    .arg("--root")
+        runtimes.push(("runc", runc, false));
+    }
+    if let Some(crun) = peer("crun") {
+        notes.push("crun runs in a private mount namespace with /sys/fs/cgroup/unified hidden (it refuses hybrid hosts); the namespace is made in the forked child, no extra process".into());
+        runtimes.push(("crun", crun, true));
+    }
+    let mut bundles = Vec::new();
+    for (name, bin, hide) in &runtimes {
+        for seccomp in [false, true] {
+            let label = if seccomp {
+                format!("{name}+seccomp")
+            } else {
+                name.to_string()
+            };
+            let id = format!("bench-{}", label.replace('+', "-"));
+            let bundle = Bundle::new(&id, &["/bin/true"]);
+            if seccomp {
+                let mut spec = bundle.config();
+                spec["linux"]["seccomp"] = profile.clone();
+                bundle.write_config(&spec);
+            }
+            let root = state.path().join(&id);
+            let b = bundle.path().to_path_buf();
+            bundles.push(bundle);
+            let (bin, hide) = (bin.clone(), *hide);
+            contenders.push(Contender::new(label, move || {
+                let mut cmd = Command::new(&bin);
+                cmd.arg("--root")
                     .arg(&root)
                     .args(["run", "--bundle"])
                     .arg(&b)
-                    .arg("bench-runc"),
-            )?;
-            Ok(vec![wall, cpu])
-        }));
-    }
-
-    let crun_bundle;
-    if let Some(crun) = peer("crun") {
-        crun_bundle = Bundle::new("bench-crun", &["/bin/true"]);
-        let root = state.path().join("crun");
-        let b = crun_bundle.path().to_path_buf();
-        notes.push("crun runs in a private mount namespace with /sys/fs/cgroup/unified hidden (it refuses hybrid hosts); the namespace is made in the forked child, no extra process".into());
-        contenders.push(Contender::new("crun", move || {
-            let mut cmd = Command::new(&crun);
-            cmd.arg("--root")
-                .arg(&root)
-                .args(["run", "--bundle"])
-                .arg(&b)
-                .arg("bench-crun");
-            // SAFETY: only async-signal-safe syscalls run between fork and exec.
-            unsafe { cmd.pre_exec(hide_cgroup2) };
-            let (wall, cpu) = time_command(&mut cmd)?;
-            Ok(vec![wall, cpu])
-        }));
+                    .arg(&id);
+                if hide {
+                    // SAFETY: only async-signal-safe syscalls run between fork and exec.
+                    unsafe { cmd.pre_exec(hide_cgroup2) };
+                }
+                let (wall, cpu) = time_command(&mut cmd)?;
+                Ok(vec![wall, cpu])
+            }));
+        }
     }
 
     let floor = Bundle::new("bench-floor", &["/bin/true"]);
@@ -202,4 +196,25 @@ fn hide_cgroup2() -> std::io::Result<()> {
     // SAFETY: static NUL-terminated path.
     let _ = unsafe { libc::umount2(c"/sys/fs/cgroup/unified".as_ptr(), libc::MNT_DETACH) };
     Ok(())
+}
+
+/// Podman's default seccomp profile as the OCI section podman hands a runtime.
+fn seccomp_profile() -> Result<serde_json::Value> {
+    let path =
+        tinyo_tests::workspace_root().join("tinyo-core/src/seccomp/testdata/podman-default.json");
+    let text =
+        std::fs::read(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    Ok(serde_json::from_slice(&text)?)
+}
+
+fn syscall_names(profile: &serde_json::Value) -> usize {
+    profile["syscalls"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s["names"].as_array())
+                .map(Vec::len)
+                .sum()
+        })
+        .unwrap_or(0)
 }
