@@ -610,3 +610,111 @@ fn recv_fd(stream: &std::os::unix::net::UnixStream) -> (std::os::fd::OwnedFd, St
         String::from_utf8_lossy(&data[..n as usize]).into_owned(),
     )
 }
+
+#[test]
+fn rootless_wider_mappings_go_through_newuidmap() {
+    require_root();
+    let setpriv = require_tool("setpriv", "util-linux");
+    require_tool("newuidmap", "uidmap");
+    let id = unique("rootless-sub");
+    let b = Bundle::new(
+        &id,
+        &[
+            "sh",
+            "-c",
+            "id -u; cat /proc/self/uid_map /proc/self/gid_map",
+        ],
+    );
+    std::fs::set_permissions(b.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut spec = b.config();
+    let maps = json!([
+        {"containerID": 0, "hostID": NOBODY, "size": 1},
+        {"containerID": 1, "hostID": 300000, "size": 1000}
+    ]);
+    spec["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    spec["linux"]["uidMappings"] = maps.clone();
+    spec["linux"]["gidMappings"] = maps;
+    spec["linux"].as_object_mut().unwrap().remove("resources");
+    b.write_config(&spec);
+    // The subordinate ids newuidmap checks, granted to nobody in this test's mount namespace
+    // only: /etc/subuid and /etc/subgid of the host are never touched.
+    let state = tempfile::Builder::new()
+        .prefix("tinyo-rootless-sub-")
+        .tempdir()
+        .unwrap();
+    let sub = state.path().join("subids");
+    std::fs::write(&sub, format!("{NOBODY}:300000:1000\n")).unwrap();
+    let root = state.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::os::unix::fs::chown(&root, Some(NOBODY), Some(NOBODY)).unwrap();
+    let o = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount --bind "$1" /etc/subuid && mount --bind "$1" /etc/subgid && shift && exec "$@""#)
+        .arg("sh")
+        .arg(&sub)
+        .arg(&setpriv)
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(bin("tinyo"))
+        .arg("--root")
+        .arg(&root)
+        .args(["run", "--bundle", b.path().to_str().unwrap(), &id])
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "{out} {err}");
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], ["0"], "{out}");
+    for i in [1, 3] {
+        assert_eq!(lines[i], ["0", "65534", "1"], "{out}");
+        assert_eq!(lines[i + 1], ["1", "300000", "1000"], "{out}");
+    }
+    assert!(!root.join(&id).exists());
+}
+
+#[test]
+fn lsm_labels_without_that_lsm_are_ignored_with_a_debug_note() {
+    let rt = Runtime::tinyo();
+    if std::path::Path::new("/sys/fs/selinux/enforce").exists()
+        || std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+            .is_ok_and(|s| s.trim() == "Y")
+    {
+        eprintln!("skipped: this host runs AppArmor or SELinux");
+        return;
+    }
+    let id = unique("lsm");
+    let b = Bundle::new(&id, &["true"]);
+    let mut spec = b.config();
+    spec["process"]["apparmorProfile"] = json!("docker-default");
+    spec["process"]["selinuxLabel"] = json!("system_u:system_r:container_t:s0");
+    b.write_config(&spec);
+    rt.track(&id);
+    let o = rt.out(&[
+        "--debug",
+        "run",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("apparmorProfile \"docker-default\" ignored"),
+        "{err}"
+    );
+    assert!(err.contains("selinuxLabel"), "{err}");
+    // Without --debug the run is quiet.
+    let id = unique("lsm-quiet");
+    rt.track(&id);
+    let o = rt.out(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(o.status.success());
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "");
+}

@@ -669,6 +669,12 @@ impl Runtime {
         Ok(cgroup::stats(&saved.cgroups))
     }
 
+    /// Something to block on until the kernel reports an OOM in the container's memory cgroup.
+    pub fn oom_watcher(&self, id: &str) -> Result<cgroup::OomWatcher, Error> {
+        let (saved, _) = self.open_live(id, "events")?;
+        Ok(cgroup::OomWatcher::new(&saved.cgroups)?)
+    }
+
     /// How many processes of the container the kernel has OOM-killed (0 without a memory
     /// cgroup), and whether the container is still alive.
     pub fn oom_kills(&self, id: &str) -> Result<(u64, bool), Error> {
@@ -994,7 +1000,7 @@ impl Prepared {
         }
         let mut warnings = Vec::new();
         let l = linux;
-        let mut notes = Vec::new();
+        let mut notes = crate::lsm::Labels::from_spec(spec).1;
         let (seccomp, seccomp_listener) = match l.and_then(|l| l.seccomp().as_ref()) {
             Some(section) => {
                 let compiled = crate::seccomp::compile_cached(section, seccomp_cache)?;

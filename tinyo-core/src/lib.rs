@@ -11,6 +11,7 @@
 //!   poststart, poststop).
 //! - [`terminal`]: `process.terminal`, a pty whose master goes over `--console-socket`.
 //! - [`seccomp`]: `linux.seccomp` compiled to BPF in pure Rust, cached by content hash.
+//! - [`lsm`]: AppArmor and SELinux labels, where the host runs them.
 //! - [`userns`]: uid/gid mappings of user namespaces (root, rootless, newuidmap).
 //! - [`sys`]: the thin syscall seam everything above goes through.
 //!
@@ -20,6 +21,7 @@ pub mod bundle;
 pub mod cgroup;
 pub mod container;
 pub mod hooks;
+pub mod lsm;
 pub mod mounts;
 pub mod process;
 pub mod rootfs;

@@ -115,6 +115,8 @@ pub struct ProcessPlan {
     pub env: Vec<String>,
     /// Descriptors 3..3+N are passed on through exec (`--preserve-fds N`).
     pub preserve_fds: u32,
+    /// AppArmor/SELinux labels for the exec (only those this host enforces).
+    pub labels: crate::lsm::Labels,
 }
 
 /// Why a spec's process section cannot be run.
@@ -165,6 +167,7 @@ impl ProcessPlan {
                 p.sysctl.push((k.replace('.', "/"), v.clone()));
             }
         }
+        p.labels = crate::lsm::Labels::from_spec(spec).0;
         if let Some(c) = process.capabilities() {
             p.caps = Some([
                 cap_mask(c.bounding().as_ref()),
@@ -259,6 +262,7 @@ pub fn apply_identity(
     p: &ProcessPlan,
     seccomp: Option<&crate::seccomp::Compiled>,
 ) -> Result<Option<std::os::fd::OwnedFd>, String> {
+    p.labels.apply()?;
     let mut listener = None;
     let install = |listener: &mut Option<std::os::fd::OwnedFd>| {
         if let Some(filter) = seccomp {

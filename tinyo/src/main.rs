@@ -22,9 +22,10 @@ const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\nspec: ", "1.2.0");
     about = "A runc-compatible OCI container runtime"
 )]
 struct Cli {
-    /// Directory for container state.
-    #[arg(long, global = true, default_value = "/run/tinyo")]
-    root: PathBuf,
+    /// Directory for container state [default: /run/tinyo; for an ordinary user
+    /// $XDG_RUNTIME_DIR/tinyo, else /tmp/tinyo-UID].
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
     /// Also write errors to this file (appended).
     #[arg(long, global = true)]
     log: Option<PathBuf>,
@@ -84,7 +85,8 @@ fn main() {
             "--systemd-cgroup is not supported: tinyo manages cgroups through cgroupfs only"
         ))
     } else {
-        let rt = tinyo_core::container::Runtime::new(&cli.root);
+        let root = cli.root.clone().unwrap_or_else(default_root);
+        let rt = tinyo_core::container::Runtime::new(root);
         match cli.command {
             Command::Spec(args) => commands::spec::run(args).map(|()| 0),
             Command::Create(args) => commands::create::run(&rt, &logger, args),
@@ -109,6 +111,19 @@ fn main() {
             logger.error(&format!("{err:#}"));
             std::process::exit(1);
         }
+    }
+}
+
+/// The state directory when `--root` is not given: runc's choice, for root and for an
+/// ordinary user (who cannot write /run).
+fn default_root() -> PathBuf {
+    let uid = tinyo_core::sys::geteuid();
+    if uid == 0 {
+        return PathBuf::from("/run/tinyo");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("tinyo"),
+        _ => PathBuf::from(format!("/tmp/tinyo-{uid}")),
     }
 }
 

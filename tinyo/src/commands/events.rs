@@ -1,7 +1,7 @@
 //! `tinyo events [--stats] [--interval D] ID`: a stream of JSON events about a container, one
 //! per line, as runc prints them: `{"type":"stats","id":…,"data":{…}}` every interval and
-//! `{"type":"oom","id":…}` as soon as the kernel OOM-kills one of its processes. Ends when
-//! the container stops. `--stats` prints one stats event and exits.
+//! `{"type":"oom","id":…}` as soon as the kernel OOM-kills one of its processes (woken by the
+//! memory cgroup's notification, not by polling). Ends when the container stops. `--stats` prints one stats event and exits.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -60,25 +60,35 @@ pub fn run(rt: &Runtime, args: Args) -> Result<i32> {
         emit(stats(id)?)?;
         return Ok(0);
     }
-    // OOM kills are noticed within a tenth of a second (the memory cgroup's counter is
-    // polled); stats come every interval.
+    // The memory cgroup's OOM notification wakes the loop at once (eventfd on v1, inotify on
+    // v2); the kill counter says how many processes died. Liveness is checked at least every
+    // second, stats come every interval.
+    let mut watcher = rt.oom_watcher(id)?;
     let (mut ooms, mut alive) = rt.oom_kills(id)?;
     let mut next_stats = Instant::now();
     while alive {
-        if Instant::now() >= next_stats {
+        let now = Instant::now();
+        if now >= next_stats {
             match stats(id) {
                 Ok(v) => emit(v)?,
                 Err(_) if !rt.oom_kills(id)?.1 => break,
                 Err(e) => return Err(e),
             }
             next_stats += args.interval;
+            continue;
         }
-        std::thread::sleep(Duration::from_millis(100).min(args.interval));
-        let (now, still) = rt.oom_kills(id)?;
-        for _ in ooms..now {
+        let timeout = (next_stats - now).min(Duration::from_secs(1));
+        let woke = watcher.wait(Some(timeout))?;
+        let (mut count, still) = rt.oom_kills(id)?;
+        if woke && count == ooms {
+            // The event can precede the counter by a moment.
+            std::thread::sleep(Duration::from_millis(20));
+            count = rt.oom_kills(id)?.0;
+        }
+        for _ in ooms..count {
             emit(serde_json::json!({"type": "oom", "id": id}))?;
         }
-        ooms = now;
+        ooms = count;
         alive = still;
     }
     Ok(0)
