@@ -718,3 +718,112 @@ fn lsm_labels_without_that_lsm_are_ignored_with_a_debug_note() {
     assert!(o.status.success());
     assert_eq!(String::from_utf8_lossy(&o.stderr), "");
 }
+
+/// Runs tinyo in a private mount namespace that shows only the cgroup2 hierarchy, mounted at
+/// /sys/fs/cgroup — what a pure cgroup v2 host looks like (here it holds only hugetlb, since
+/// the host binds the other controllers to v1). The host's mounts are never touched.
+fn on_pure_v2(rt: &Runtime, args: &[&str]) -> std::process::Output {
+    let setup = "grep ' - cgroup ' /proc/self/mountinfo | cut -d' ' -f5 | \
+        while read m; do umount -l \"$m\"; done; \
+        umount -l /sys/fs/cgroup/unified && umount -l /sys/fs/cgroup && \
+        mount -t cgroup2 cgroup2 /sys/fs/cgroup && exec \"$@\"";
+    let mut c = Command::new("unshare");
+    c.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        setup,
+        "sh",
+    ])
+    .arg(&rt.bin)
+    .arg("--root")
+    .arg(rt.root())
+    .args(args)
+    .stdin(std::process::Stdio::null());
+    rt.out_of(c, args)
+}
+
+#[test]
+fn a_pure_cgroup_v2_layout_works_on_the_real_kernel() {
+    let rt = Runtime::tinyo();
+    if !std::path::Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists() {
+        eprintln!("skipped: this host has no cgroup2 mount at /sys/fs/cgroup/unified");
+        return;
+    }
+    let id = unique("v2");
+    let script = "{ read l < /sys/fs/cgroup/hugetlb.2MB.max; echo hugetlb=$l; \
+        echo x > /dev/null && echo null=ok; head -c1 /dev/kmsg > /dev/null 2>&1; echo kmsg=$?; \
+        ls /sys/fs/cgroup/cgroup.procs; } > /tmp/out 2>&1; sleep 60";
+    let b = Bundle::new(&id, &["sh", "-c", script]);
+    let mut spec = b.config();
+    spec["linux"]["resources"] = json!({
+        "hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}],
+        "devices": [{"allow": false, "access": "rwm"}]
+    });
+    spec["mounts"].as_array_mut().unwrap().push(
+        json!({"destination": "/dev/kmsg", "type": "bind", "source": "/dev/kmsg", "options": ["bind"]}),
+    );
+    b.write_config(&spec);
+    rt.track(&id);
+    let o = on_pure_v2(
+        &rt,
+        &["create", "--bundle", b.path().to_str().unwrap(), &id],
+    );
+    assert!(o.status.success(), "{o:?}");
+    let o = on_pure_v2(&rt, &["start", &id]);
+    assert!(o.status.success(), "{o:?}");
+    let out_file = b.rootfs().join("tmp/out");
+    let mut out = String::new();
+    for _ in 0..1000 {
+        out = std::fs::read_to_string(&out_file).unwrap_or_default();
+        if out.contains("cgroup.procs") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // The limit is in v2, the eBPF device filter lets /dev/null through and stops /dev/kmsg,
+    // and the container sees its own cgroup at /sys/fs/cgroup.
+    assert_eq!(
+        out,
+        "hugetlb=4194304\nnull=ok\nkmsg=1\n/sys/fs/cgroup/cgroup.procs\n"
+    );
+    // Its cgroup is in the v2 hierarchy only.
+    let pid = rt.state(&id)["pid"].as_i64().unwrap();
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let v2 = cg
+        .lines()
+        .find(|l| l.starts_with("0::"))
+        .unwrap()
+        .to_string();
+    assert!(v2.ends_with(&format!("tinyo-test-{id}")), "{cg}");
+    // Freeze through cgroup.freeze, thaw, then kill through cgroup.kill.
+    let o = on_pure_v2(&rt, &["pause", &id]);
+    assert!(o.status.success(), "{o:?}");
+    // The hierarchy is the host's /sys/fs/cgroup/unified, seen from outside that namespace.
+    let events = format!("/sys/fs/cgroup/unified{}/cgroup.events", &v2[3..]);
+    let frozen = || {
+        std::fs::read_to_string(&events)
+            .unwrap()
+            .contains("frozen 1")
+    };
+    assert!(frozen(), "pause did not freeze the cgroup");
+    let o = on_pure_v2(&rt, &["state", &id]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("\"paused\""),
+        "{o:?}"
+    );
+    let o = on_pure_v2(&rt, &["resume", &id]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(!frozen(), "resume did not thaw the cgroup");
+    let o = on_pure_v2(&rt, &["events", "--stats", &id]);
+    let stats: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{o:?}"));
+    assert_eq!(stats["type"], "stats", "{stats}");
+    let o = on_pure_v2(&rt, &["kill", "--all", &id, "KILL"]);
+    assert!(o.status.success(), "{o:?}");
+    rt.wait_status(&id, "stopped");
+    let o = on_pure_v2(&rt, &["delete", &id]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(leftover_cgroups(&format!("tinyo-test-{id}")).is_empty());
+}
