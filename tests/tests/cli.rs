@@ -43,20 +43,21 @@ fn help_offers_only_what_is_implemented() {
     assert!(o.status.success());
     let help = stdout(&o);
     for have in [
-        "spec", "create", "start", "state", "kill", "delete", "run", "exec",
+        "spec", "create", "start", "state", "kill", "delete", "run", "exec", "pause", "resume",
+        "update", "events",
     ] {
         assert!(
             help.contains(&format!("  {have} ")),
             "tinyo --help lacks {have}:\n{help}"
         );
     }
-    for missing in ["pause", "resume", "update", "events", "checkpoint"] {
+    for missing in ["checkpoint", "restore"] {
         assert!(
             !help.contains(&format!("  {missing} ")),
             "tinyo --help offers {missing}:\n{help}"
         );
     }
-    let o = run("tinyo", &["pause", "x"]);
+    let o = run("tinyo", &["checkpoint", "x"]);
     assert!(!o.status.success(), "an unimplemented command must fail");
     let o = run("tinyo-shim", &["--help"]);
     assert!(o.status.success(), "tinyo-shim --help");
