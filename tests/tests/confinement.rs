@@ -446,7 +446,7 @@ fn limits_the_host_cannot_honour_fail_before_the_process_starts() {
 /// Podman's default profile as the OCI section podman hands a runtime.
 fn podman_profile() -> Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tinyo-core/src/seccomp/testdata/podman-default.json");
+        .join("../tinyo-core/src/seccomp/default.json");
     serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
 }
 

@@ -154,6 +154,9 @@ pub struct CreateOptions {
     pub console_socket: Option<PathBuf>,
     /// Descriptors 3..3+N of this process are passed on to the container process.
     pub preserve_fds: u32,
+    /// Mount this overlay on the (empty) root.path directory, in the container's mount
+    /// namespace, before anything else (what tinyo-shim does for image-based containers).
+    pub overlay: Option<mounts::Overlay>,
 }
 
 /// A created container, as `create` returns it.
@@ -958,6 +961,16 @@ impl Prepared {
                 no_pivot: opts.no_pivot,
             },
         )?;
+        let mut plan = plan;
+        if let Some(overlay) = &opts.overlay {
+            // Right after the host's mounts are made private, before the root is bound.
+            let at = plan
+                .ops
+                .iter()
+                .position(|o| matches!(o, mounts::Op::BindRootfs { .. }))
+                .unwrap_or(0);
+            plan.ops.insert(at, overlay.op(&b.rootfs())?);
+        }
         let mut process = ProcessPlan::from_spec(spec)?;
         process.preserve_fds = opts.preserve_fds;
         if process.args.is_empty() {

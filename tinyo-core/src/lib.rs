@@ -7,12 +7,14 @@
 //! - [`cgroup`]: cgroups on v1, v2 and hybrid hosts: placement, every `linux.resources`
 //!   limit, freeze, kill, stats and OOM events.
 //! - [`container`]: the lifecycle (create, start, state, kill, delete, list) and its state.
+//! - [`elf`]: just enough ELF reading to tell a static binary from a dynamic one.
 //! - [`hooks`]: the OCI hooks (prestart, createRuntime, createContainer, startContainer,
 //!   poststart, poststop).
 //! - [`terminal`]: `process.terminal`, a pty whose master goes over `--console-socket`.
 //! - [`seccomp`]: `linux.seccomp` compiled to BPF in pure Rust, cached by content hash.
 //! - [`lsm`]: AppArmor and SELinux labels, where the host runs them.
 //! - [`userns`]: uid/gid mappings of user namespaces (root, rootless, newuidmap).
+//! - [`signal`]: signal names as CLIs take them.
 //! - [`sys`]: the thin syscall seam everything above goes through.
 //!
 //! A terminal needs a console socket (tinyo never relays a pty itself).
@@ -20,12 +22,14 @@
 pub mod bundle;
 pub mod cgroup;
 pub mod container;
+pub mod elf;
 pub mod hooks;
 pub mod lsm;
 pub mod mounts;
 pub mod process;
 pub mod rootfs;
 pub mod seccomp;
+pub mod signal;
 pub mod sys;
 pub mod terminal;
 pub mod userns;

@@ -22,6 +22,8 @@ pub enum PlanError {
     DeviceType { path: String, typ: String },
     #[error("mount {dest}: {why}")]
     Idmap { dest: String, why: &'static str },
+    #[error("overlay root: {0:?} must be an absolute path without ',', ':', '\\' or newlines")]
+    Overlay(String),
 }
 
 /// What a mount destination must be before something is mounted on it.
@@ -38,6 +40,10 @@ pub enum Op {
     /// `mount("", "/", MS_REC|MS_SLAVE)` (runc's default): nothing mounted later can propagate
     /// to the host, while host mounts still propagate in.
     PrivatizeHost,
+    /// Mount an overlay filesystem on the (empty) rootfs directory: the container's root is
+    /// read-only image layers plus its own upper directory. Made inside the container's
+    /// mount namespace, so it disappears with it and never shows on the host.
+    OverlayRoot { rootfs: PathBuf, data: String },
     /// Bind the rootfs onto itself (`MS_BIND|MS_REC`) so it is a mount point for pivot_root.
     BindRootfs { rootfs: PathBuf },
     /// Mount something at `dest` (a path inside the container root).
@@ -310,6 +316,48 @@ fn check_inside(what: &'static str, path: &Path) -> Result<(), PlanError> {
         }
     }
     Ok(())
+}
+
+/// A container root made of read-only `lower` directories (the first is the top-most), the
+/// container's own `upper` directory and overlayfs's `work` directory (same filesystem as
+/// `upper`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overlay {
+    pub lower: Vec<PathBuf>,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+}
+
+impl Overlay {
+    /// The op mounting this overlay on `rootfs`. Paths must be absolute and free of the
+    /// characters overlayfs's option string cannot carry (`,`, `:`, `\\`, newlines).
+    pub fn op(&self, rootfs: &Path) -> Result<Op, PlanError> {
+        let check = |p: &Path| {
+            let s = p.display().to_string();
+            if !p.is_absolute() || s.contains([',', ':', '\\', '\n']) {
+                return Err(PlanError::Overlay(s));
+            }
+            Ok(s)
+        };
+        if self.lower.is_empty() {
+            return Err(PlanError::Overlay("(no lower directory)".into()));
+        }
+        let lower = self
+            .lower
+            .iter()
+            .map(|l| check(l))
+            .collect::<Result<Vec<_>, _>>()?
+            .join(":");
+        let data = format!(
+            "lowerdir={lower},upperdir={},workdir={}",
+            check(&self.upper)?,
+            check(&self.work)?
+        );
+        Ok(Op::OverlayRoot {
+            rootfs: rootfs.to_path_buf(),
+            data,
+        })
+    }
 }
 
 /// Options that decide how a `mounts[]` entry is planned, beyond the spec itself.

@@ -54,6 +54,15 @@ pub fn apply(
                 sys::mount(None, slash, None, (ms::REC | ms::SLAVE) as _, None),
                 || "making / a slave of the host's mounts in the container's namespace".into(),
             )?,
+            Op::OverlayRoot { rootfs, data } => {
+                let what = || format!("mounting the overlay root on {}", rootfs.display());
+                let target = ctx(cstr(rootfs), what)?;
+                let data = ctx(cstr(data), what)?;
+                ctx(
+                    sys::mount(Some(c"overlay"), &target, Some(c"overlay"), 0, Some(&data)),
+                    what,
+                )?;
+            }
             Op::BindRootfs { rootfs } => {
                 let p = ctx(cstr(rootfs), || format!("rootfs {}", rootfs.display()))?;
                 ctx(

@@ -60,7 +60,7 @@ pub fn run(args: Args) -> Result<PathBuf> {
         fs::copy(&src, &dst)
             .with_context(|| format!("copying {} to {}", src.display(), dst.display()))?;
         let bytes = fs::read(&dst).with_context(|| format!("reading {}", dst.display()))?;
-        let linking = crate::elf::linking(&bytes)
+        let linking = tinyo_core::elf::linking(&bytes)
             .with_context(|| format!("reading ELF headers of {}", dst.display()))?;
         if !linking.is_static() {
             bail!(

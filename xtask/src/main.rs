@@ -9,7 +9,6 @@
 mod bench;
 mod demo;
 mod dist;
-mod elf;
 mod test;
 
 use std::path::PathBuf;

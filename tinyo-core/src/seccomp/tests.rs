@@ -992,7 +992,7 @@ const DOCKER_DEFAULT_CAPS: [&str; 14] = [
 const PODMAN_SOURCE: &str = "/usr/share/containers/seccomp.json";
 
 fn fixture_path() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("src/seccomp/testdata/podman-default.json")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src/seccomp/default.json")
 }
 
 fn strings(v: &Value) -> Vec<&str> {
@@ -1438,4 +1438,12 @@ fn kernel_accepts_the_podman_profile() {
     }
     assert_eq!(exited_with(status), Some(0), "wait status {status:#x}");
     assert_eq!((n, byte), (1, *b"x"));
+}
+
+#[test]
+fn the_embedded_default_profile_parses_and_compiles() {
+    let p = super::default_profile();
+    assert!(p.syscalls().as_ref().is_some_and(|s| s.len() > 10));
+    let c = compile(&p).unwrap();
+    assert!(c.program().len() > 100);
 }

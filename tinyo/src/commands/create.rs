@@ -44,6 +44,7 @@ pub fn options(args: &Args) -> Result<CreateOptions> {
         pid_file,
         console_socket: absolute(args.console_socket.as_ref())?,
         preserve_fds: args.preserve_fds,
+        overlay: None,
     })
 }
 

@@ -99,7 +99,7 @@ pub fn run(opts: &Opts) -> Result<Vec<Report>> {
 /// Builds (or finds up to date) the static tinyo-init and returns its path.
 fn is_static(path: &Path) -> Result<bool> {
     let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(crate::elf::linking(&bytes)
+    Ok(tinyo_core::elf::linking(&bytes)
         .with_context(|| format!("ELF headers of {}", path.display()))?
         .is_static())
 }

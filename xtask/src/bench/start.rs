@@ -28,7 +28,7 @@ pub fn run(opts: &Opts) -> Result<Vec<Report>> {
     let tinyo = super::dist_binary("tinyo")?;
     let profile = seccomp_profile()?;
     notes.push(format!(
-        "\"+seccomp\": the config carries podman's default profile ({} syscall names, tinyo-core/src/seccomp/testdata/podman-default.json)",
+        "\"+seccomp\": the config carries podman's default profile ({} syscall names, tinyo-core/src/seccomp/default.json)",
         syscall_names(&profile)
     ));
     let mut runtimes: Vec<(&str, PathBuf, bool)> = vec![("tinyo", tinyo.clone(), false)];
@@ -200,8 +200,7 @@ fn hide_cgroup2() -> std::io::Result<()> {
 
 /// Podman's default seccomp profile as the OCI section podman hands a runtime.
 fn seccomp_profile() -> Result<serde_json::Value> {
-    let path =
-        tinyo_tests::workspace_root().join("tinyo-core/src/seccomp/testdata/podman-default.json");
+    let path = tinyo_tests::workspace_root().join("tinyo-core/src/seccomp/default.json");
     let text =
         std::fs::read(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
     Ok(serde_json::from_slice(&text)?)

@@ -1,7 +1,12 @@
 //! Just enough ELF reading to prove a binary is static: no program interpreter and no
 //! `DT_NEEDED` shared libraries.
 
-use anyhow::{bail, Context, Result};
+/// Why a file's linking could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ElfError(&'static str);
+
+type Result<T> = std::result::Result<T, ElfError>;
 
 /// What matters about linking.
 #[derive(Debug, PartialEq, Eq)]
@@ -24,27 +29,30 @@ const DT_NULL: u64 = 0;
 const DT_NEEDED: u64 = 1;
 
 fn u16_at(b: &[u8], off: usize) -> Result<u16> {
-    let s = b.get(off..off + 2).context("ELF truncated")?;
+    let s = b.get(off..off + 2).ok_or(ElfError("ELF truncated"))?;
     Ok(u16::from_le_bytes([s[0], s[1]]))
 }
 fn u32_at(b: &[u8], off: usize) -> Result<u32> {
-    let s = b.get(off..off + 4).context("ELF truncated")?;
-    Ok(u32::from_le_bytes(s.try_into()?))
+    let s = b.get(off..off + 4).ok_or(ElfError("ELF truncated"))?;
+    Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 fn u64_at(b: &[u8], off: usize) -> Result<u64> {
-    let s = b.get(off..off + 8).context("ELF truncated")?;
-    Ok(u64::from_le_bytes(s.try_into()?))
+    let s = b.get(off..off + 8).ok_or(ElfError("ELF truncated"))?;
+    let mut a = [0u8; 8];
+    a.copy_from_slice(s);
+    Ok(u64::from_le_bytes(a))
 }
 
 /// Reads the linking facts of a 64-bit little-endian ELF file.
 pub fn linking(bytes: &[u8]) -> Result<Linking> {
     if bytes.get(..4) != Some(b"\x7fELF".as_slice()) {
-        bail!("not an ELF file");
+        return Err(ElfError("not an ELF file"));
     }
     if bytes.get(4) != Some(&2) || bytes.get(5) != Some(&1) {
-        bail!("not a 64-bit little-endian ELF file");
+        return Err(ElfError("not a 64-bit little-endian ELF file"));
     }
-    let phoff = usize::try_from(u64_at(bytes, 0x20)?)?;
+    let phoff =
+        usize::try_from(u64_at(bytes, 0x20)?).map_err(|_| ElfError("ELF offset too large"))?;
     let phentsize = usize::from(u16_at(bytes, 0x36)?);
     let phnum = usize::from(u16_at(bytes, 0x38)?);
     let mut out = Linking {
@@ -54,11 +62,13 @@ pub fn linking(bytes: &[u8]) -> Result<Linking> {
     for i in 0..phnum {
         let ph = phoff + i * phentsize;
         let p_type = u32_at(bytes, ph)?;
-        let offset = usize::try_from(u64_at(bytes, ph + 8)?)?;
-        let filesz = usize::try_from(u64_at(bytes, ph + 32)?)?;
+        let offset = usize::try_from(u64_at(bytes, ph + 8)?)
+            .map_err(|_| ElfError("ELF offset too large"))?;
+        let filesz =
+            usize::try_from(u64_at(bytes, ph + 32)?).map_err(|_| ElfError("ELF size too large"))?;
         let seg = bytes
-            .get(offset..offset + filesz)
-            .context("segment out of file")?;
+            .get(offset..offset.saturating_add(filesz))
+            .ok_or(ElfError("segment out of file"))?;
         match p_type {
             PT_INTERP => {
                 let s = seg.split(|&b| b == 0).next().unwrap_or_default();
