@@ -9,6 +9,7 @@
 //! - [`proxy`]: a misbehaving front for a registry (auth, 429, cut downloads, redirects).
 //! - [`containerd`]: containerd with its own root, state and socket, driven by `ctr`.
 //! - [`registry`]: Debian's `docker-registry` on a free loopback port, plain or TLS + basic auth.
+//! - [`shim`]: tinyo-shim with its store, state and network namespace of its own.
 //! - [`host`]: what a test needs from the host (root, tools), failing loudly when it is missing.
 //! - [`bins`]: where the binaries under test are.
 //!
@@ -26,6 +27,7 @@ pub mod oci;
 pub mod podman;
 pub mod proxy;
 pub mod registry;
+pub mod shim;
 pub mod token;
 
 use std::path::PathBuf;

@@ -1,20 +1,88 @@
-//! `tinyo-shim`: the per-container supervisor and the everyday CLI (`run`, `ps`, `logs`, …).
+//! `tinyo-shim`: the everyday container CLI (`run`, `ps`, `logs`, `exec`, `stop`, `kill`, `rm`,
+//! `inspect`, `images`, `rmi`) and the per-container supervisor behind it.
 //!
-//! Nothing of the supervisor exists yet. The binary is built and shipped so the release layout
-//! is final, but it offers no subcommand until one works.
+//! Images come from tinyo-pull's store (pulled on demand); each container gets an overlay root
+//! over the image (mounted inside its own mount namespace), tinyo-init as PID 1, Docker's
+//! default capabilities, a default seccomp profile, and a supervisor that owns its stdio, log
+//! and exit status (see [`supervise`]).
 
-use clap::Parser;
+mod commands;
+mod image;
+mod logs;
+mod net;
+mod network;
+mod spec;
+mod state;
+mod supervise;
+mod term;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "tinyo-shim",
     version,
-    about = "Container supervisor and CLI (early: running containers is not implemented yet)"
+    about = "Run containers from images: a small supervisor per container, and the CLI to drive them"
 )]
-struct Cli {}
+struct Cli {
+    /// Put everything (image store, container state, logs) under DIR
+    /// [default: images in /var/lib/tinyo, state in /run/tinyo/shim].
+    #[arg(long, global = true, env = "TINYO_ROOT")]
+    root: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a command in a new container from an image (pulled when missing).
+    Run(Box<commands::run::Args>),
+    /// List containers (running ones; -a for all).
+    Ps(commands::ps::Args),
+    /// Print a container's output (from its log).
+    Logs(commands::logs::Args),
+    /// Run another command in a running container.
+    Exec(commands::exec::Args),
+    /// Stop a container: SIGTERM, then SIGKILL after a grace period.
+    Stop(commands::stop::StopArgs),
+    /// Send a signal to a container's main process.
+    Kill(commands::stop::KillArgs),
+    /// Remove containers (-f also stops running ones).
+    Rm(commands::stop::RmArgs),
+    /// Print what is known of a container, as JSON.
+    Inspect(commands::ps::InspectArgs),
+    /// List the images in the store.
+    Images(commands::images::ImagesArgs),
+    /// Remove images from the store.
+    Rmi(commands::images::RmiArgs),
+    /// (internal) The supervisor of one container, started by `run`.
+    #[command(hide = true)]
+    Supervise(commands::run::SuperviseArgs),
+}
 
 fn main() {
-    let _cli = Cli::parse();
-    eprintln!("tinyo-shim: no subcommand is implemented yet; see --help");
-    std::process::exit(2);
+    let cli = Cli::parse();
+    let roots = state::Roots::new(cli.root);
+    let result = match cli.command {
+        Command::Run(a) => commands::run::run(&roots, *a),
+        Command::Ps(a) => commands::ps::run(&roots, a),
+        Command::Logs(a) => commands::logs::run(&roots, a),
+        Command::Exec(a) => commands::exec::run(&roots, a),
+        Command::Stop(a) => commands::stop::stop(&roots, a),
+        Command::Kill(a) => commands::stop::kill(&roots, a),
+        Command::Rm(a) => commands::stop::rm(&roots, a),
+        Command::Inspect(a) => commands::ps::inspect(&roots, a),
+        Command::Images(a) => commands::images::images(&roots, a),
+        Command::Rmi(a) => commands::images::rmi(&roots, a),
+        Command::Supervise(a) => Ok(commands::run::supervise(a)),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("tinyo-shim: {e:#}");
+            std::process::exit(125);
+        }
+    }
 }

@@ -16,12 +16,13 @@ pub struct Args {
 
 /// The end-to-end suites that drive the binaries: run a second time against `dist/bin`, so
 /// what ships is what was tested (podman and containerd drive the static tinyo).
-const RELEASE_TESTS: [&str; 7] = [
+const RELEASE_TESTS: [&str; 8] = [
     "cli",
     "init",
     "pull",
     "runtime",
     "confinement",
+    "shim",
     "podman",
     "containerd",
 ];

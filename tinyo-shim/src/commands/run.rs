@@ -1,0 +1,328 @@
+//! `tinyo-shim run [flags] IMAGE [CMD...]`, and the hidden `supervise` that `run` becomes.
+
+use std::fs;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::state::{self, Record, Roots, Status};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Run in the background and print the container id.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// A name for the container (default: the first 12 digits of its id).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Give the container a terminal (raw mode, window size forwarded).
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Keep stdin open and pass it to the container.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Set an environment variable (K=V, or K to take this shell's value).
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file (K=V lines).
+    #[arg(long)]
+    pub env_file: Vec<PathBuf>,
+    /// Bind a host path: /host/path:/container/path[:ro].
+    #[arg(short, long = "volume")]
+    pub volume: Vec<String>,
+    /// Working directory in the container.
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// User (name, uid, name:group or uid:gid) to run as.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Hostname (default: the first 12 digits of the id).
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Override the image's entrypoint ("" for none).
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Memory limit (e.g. 64m, 1g).
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// Maximum number of processes.
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
+    /// CPUs the container may use (e.g. 0.5).
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// none, host or bridge [default: bridge when the CNI plugins are installed, else none].
+    #[arg(long)]
+    pub network: Option<String>,
+    /// Publish a port: HOST:CONTAINER[/udp] or IP:HOST:CONTAINER (bridge network).
+    #[arg(short, long = "publish")]
+    pub publish: Vec<String>,
+    /// Mount the container's root read-only.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Add a capability (e.g. NET_ADMIN, or ALL).
+    #[arg(long)]
+    pub cap_add: Vec<String>,
+    /// Drop a capability (e.g. CHOWN, or ALL).
+    #[arg(long)]
+    pub cap_drop: Vec<String>,
+    /// seccomp=unconfined, seccomp=PROFILE.json, no-new-privileges.
+    #[arg(long)]
+    pub security_opt: Vec<String>,
+    /// Run the command as PID 1 instead of under tinyo-init.
+    #[arg(long)]
+    pub no_init: bool,
+    /// Rotate the log at this size (0 = never).
+    #[arg(long, default_value = "10m")]
+    pub log_max_size: String,
+    /// Rotated log files to keep.
+    #[arg(long, default_value_t = 3)]
+    pub log_max_files: u32,
+    /// The image (a reference, a stored name or a digest prefix).
+    pub image: String,
+    /// The command and its arguments (default: the image's).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SuperviseArgs {
+    /// The state directory of the `run` that started it.
+    #[arg(long)]
+    pub state: PathBuf,
+    /// The image store of that `run`.
+    #[arg(long)]
+    pub store: PathBuf,
+    /// Report readiness (`ok` or `error: …`) on this descriptor, then close it.
+    #[arg(long)]
+    pub ready_fd: Option<i32>,
+    pub id: String,
+}
+
+/// tinyo-init: `$TINYO_INIT`, else next to this binary. It must be static: it runs inside
+/// containers whose root has no C library (or the wrong one).
+fn find_init() -> Result<PathBuf> {
+    let init = match std::env::var_os("TINYO_INIT") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => std::env::current_exe()
+            .context("finding tinyo-shim's own path")?
+            .with_file_name("tinyo-init"),
+    };
+    let bytes = match fs::read(&init) {
+        Ok(b) => b,
+        Err(e) => bail!(
+            "tinyo-init not found at {} ({e}): install it beside tinyo-shim, set TINYO_INIT, or use --no-init",
+            init.display()
+        ),
+    };
+    let linking =
+        tinyo_core::elf::linking(&bytes).with_context(|| format!("reading {}", init.display()))?;
+    if !linking.is_static() {
+        bail!(
+            "{} is dynamically linked and cannot run inside a container: use a static build (cargo xtask dist), or --no-init",
+            init.display()
+        );
+    }
+    Ok(init)
+}
+
+/// Removes a half-made container directory on error.
+struct Unmade(Option<PathBuf>);
+
+impl Drop for Unmade {
+    fn drop(&mut self) {
+        if let Some(d) = self.0.take() {
+            let _ = fs::remove_dir_all(d);
+        }
+    }
+}
+
+pub fn run(roots: &Roots, a: Args) -> Result<i32> {
+    if let Some(n) = &a.name {
+        state::check_name(n)?;
+    }
+    let network = match &a.network {
+        Some(n) => n.parse::<crate::net::Mode>()?,
+        None => crate::network::default_mode(),
+    };
+    let network_name = crate::network::mode_name(&network);
+    if !a.publish.is_empty() && network_name != "bridge" {
+        bail!("-p needs the bridge network (--network bridge)");
+    }
+    for p in &a.publish {
+        crate::net::parse_port(p)?;
+    }
+    let memory = a.memory.as_deref().map(super::parse_bytes).transpose()?;
+    let log_max_size = if a.log_max_size == "0" {
+        0
+    } else {
+        super::parse_bytes(&a.log_max_size)? as u64
+    };
+    let init = if a.no_init { None } else { Some(find_init()?) };
+    for v in &a.volume {
+        crate::spec::volume(v)?;
+    }
+    let img = crate::image::resolve(&roots.store, &a.image, true)?;
+    let console_size = if a.tty {
+        crate::term::window_size(std::io::stdin().as_fd_ref()).ok()
+    } else {
+        None
+    };
+    let id = state::new_id();
+    let name = a.name.clone().unwrap_or_else(|| id[..12].to_string());
+    let opts = crate::spec::Options {
+        command: a.command.clone(),
+        entrypoint: a.entrypoint.clone(),
+        env: a.env.clone(),
+        env_files: a.env_file.clone(),
+        volumes: a.volume.clone(),
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        hostname: a.hostname.clone(),
+        memory,
+        pids_limit: a.pids_limit,
+        cpus: a.cpus,
+        network: network_name.to_string(),
+        read_only: a.read_only,
+        cap_add: a.cap_add.clone(),
+        cap_drop: a.cap_drop.clone(),
+        security_opts: a.security_opt.clone(),
+        init,
+        tty: a.tty,
+        console_size,
+    };
+    let spec = crate::spec::build(&img, &opts, &id)?;
+    let command = spec["process"]["args"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .filter(|s| !(opts.init.is_some() && (s == crate::spec::INIT_PATH || s == "--")))
+        .collect();
+    // One container per name: checked and claimed under the state root's lock.
+    fs::create_dir_all(roots.containers())
+        .with_context(|| format!("creating {}", roots.containers().display()))?;
+    let guard = state::lock(&roots.state)?;
+    if state::list(roots)?.iter().any(|r| r.name == name) {
+        bail!("the container name {name:?} is already in use (tinyo-shim rm {name} first)");
+    }
+    let dir = roots.container(&id);
+    let mut unmade = Unmade(Some(dir.clone()));
+    for d in ["upper", "work", "rootfs"] {
+        fs::create_dir_all(dir.join(d))
+            .with_context(|| format!("creating {}", dir.join(d).display()))?;
+    }
+    fs::write(dir.join("lower.json"), serde_json::to_vec(&[&img.rootfs])?)?;
+    state::write_atomic(&dir.join("config.json"), &serde_json::to_vec_pretty(&spec)?)?;
+    let rec = Record {
+        id: id.clone(),
+        name: name.clone(),
+        image: img.name.clone(),
+        image_digest: img.digest.clone(),
+        command,
+        created: tinyo_core::container::now_rfc3339(),
+        status: Status::Created,
+        pid: None,
+        supervisor: None,
+        started: None,
+        exit_code: None,
+        exited: None,
+        oom_killed: false,
+        error: None,
+        tty: a.tty,
+        interactive: a.interactive,
+        detached: a.detach,
+        auto_remove: a.rm,
+        network: network_name.to_string(),
+        ports: a.publish.clone(),
+        net: None,
+        log_max_size,
+        log_max_files: a.log_max_files.max(1),
+    };
+    state::save(&dir, &rec)?;
+    drop(guard);
+    let exe = std::env::current_exe().context("finding tinyo-shim's own path")?;
+    let mut cmd = Command::new(&exe);
+    cmd.arg("supervise")
+        .arg("--state")
+        .arg(&roots.state)
+        .arg("--store")
+        .arg(&roots.store);
+    if !a.detach {
+        // The foreground supervisor is this very process: same pid, terminal and signals.
+        cmd.arg(&id);
+        let err = cmd.exec();
+        bail!("starting the supervisor {}: {err}", exe.display());
+    }
+    let (mut rd, wr) = {
+        let (r, w) = tinyo_core::sys::pipe().context("creating the readiness pipe")?;
+        (fs::File::from(r), w)
+    };
+    let wr_raw = wr.as_raw_fd();
+    cmd.args(["--ready-fd", "3", &id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let hook = move || {
+        // SAFETY: setsid and dup2 are async-signal-safe and take integers.
+        if unsafe { libc::setsid() } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: as above; fd 3 becomes the readiness pipe (dup2 clears close-on-exec).
+        if unsafe { libc::dup2(wr_raw, 3) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    // SAFETY: the hook makes only async-signal-safe calls between fork and exec.
+    unsafe { cmd.pre_exec(hook) };
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting the supervisor {}", exe.display()))?;
+    drop(wr);
+    let mut report = String::new();
+    let _ = rd.read_to_string(&mut report);
+    // The supervisor lives on in its own session; its exit status is none of our business
+    // unless it died during setup.
+    if report.trim() == "ok" {
+        unmade.0 = None;
+        drop(child);
+        println!("{id}");
+        return Ok(0);
+    }
+    let _ = child.wait();
+    match report.trim().strip_prefix("error: ") {
+        Some(msg) => bail!("{msg}"),
+        None => bail!("the supervisor of {name} exited during setup"),
+    }
+}
+
+trait AsFdRef {
+    fn as_fd_ref(&self) -> std::os::fd::BorrowedFd<'_>;
+}
+
+impl AsFdRef for std::io::Stdin {
+    fn as_fd_ref(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(self)
+    }
+}
+
+pub fn supervise(a: SuperviseArgs) -> i32 {
+    let roots = Roots {
+        state: a.state.clone(),
+        store: a.store.clone(),
+    };
+    let ready = a.ready_fd.map(|fd| {
+        // SAFETY: `run` hands the supervisor this descriptor (the readiness pipe) and nothing
+        // else in this process owns it.
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    });
+    crate::supervise::run(&roots, &a.id, ready)
+}

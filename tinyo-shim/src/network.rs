@@ -1,0 +1,73 @@
+//! The container's network as `run` asked for it, set up by the supervisor between create
+//! and start (the container's network namespace exists, nothing runs in it yet) and torn down
+//! when it exits or is removed.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+use crate::net::{self, Mode, Network};
+use crate::state::{Record, Roots};
+
+/// `bridge` when the CNI plugins are installed (as Docker defaults to its bridge), else `none`
+/// with a note saying why.
+pub fn default_mode() -> Mode {
+    match Network::new("/nonexistent") {
+        Ok(_) => Mode::Bridge,
+        Err(e) => {
+            eprintln!("tinyo-shim: no bridge network ({e}): running with --network none");
+            Mode::None
+        }
+    }
+}
+
+pub fn mode_name(m: &Mode) -> &'static str {
+    match m {
+        Mode::None => "none",
+        Mode::Host => "host",
+        Mode::Bridge => "bridge",
+    }
+}
+
+/// Attaches container `rec` (whose init is `pid`): returns what to record for teardown.
+pub fn setup(roots: &Roots, rec: &Record, pid: i32) -> Result<Option<Value>> {
+    let netns = format!("/proc/{pid}/ns/net");
+    match rec.network.as_str() {
+        "bridge" => {
+            let n = Network::new(&roots.state)?;
+            let ports = rec
+                .ports
+                .iter()
+                .map(|p| net::parse_port(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            let a = n
+                .attach(&rec.id, Path::new(&netns), &ports)
+                .with_context(|| format!("attaching {} to the bridge network", rec.name))?;
+            Ok(Some(serde_json::to_value(a)?))
+        }
+        "none" => {
+            // Only `lo`, and up, as Docker's none network has it.
+            if let Ok(n) = Network::new(&roots.state) {
+                n.loopback_up(Path::new(&netns))
+                    .with_context(|| format!("bringing up lo in {}", rec.name))?;
+            }
+            Ok(None)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Detaches a container from the bridge, when it was attached (idempotent).
+pub fn teardown(roots: &Roots, rec: &Record) -> Result<()> {
+    let Some(v) = &rec.net else { return Ok(()) };
+    let a: net::Attached = serde_json::from_value(v.clone()).context("the recorded network")?;
+    let n = Network::new(&roots.state)?;
+    let netns = rec
+        .pid
+        .filter(|p| p.alive())
+        .map(|p| format!("/proc/{}/ns/net", p.pid));
+    n.detach(&rec.id, netns.as_deref().map(Path::new), &a)
+        .with_context(|| format!("detaching {} from the bridge network", rec.name))?;
+    Ok(())
+}

@@ -1,0 +1,497 @@
+//! The supervisor: one small process per container that owns its lifecycle and stdio.
+//!
+//! It creates and starts the container through tinyo-core in this very process (the container
+//! is its child), is the child subreaper of whatever the container leaves behind, relays
+//! stdio between the caller (foreground) and the container, writes the CRI log, forwards
+//! signals, and when the container exits records the exit status and time atomically, tears
+//! down what the container had (runtime state, cgroups, network) and, with `--rm`, the
+//! container itself. One thread, no async runtime, one `poll` loop.
+//!
+//! It runs as `tinyo-shim supervise ID`: exec'd in place of `run` in the foreground (same pid,
+//! same terminal), or started detached in its own session by `run -d`, which waits for its
+//! readiness report on a pipe.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use anyhow::{anyhow, Context, Result};
+use tinyo_core::container::CreateOptions;
+use tinyo_core::mounts::Overlay;
+use tinyo_core::sys;
+
+use crate::logs::{LogWriter, Stream};
+use crate::state::{self, Proc, Record, Roots, Status};
+
+/// Signals the supervisor handles through a signalfd; the rest keep their defaults.
+const SIGNALS: &[libc::c_int] = &[
+    libc::SIGCHLD,
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGWINCH,
+];
+
+/// The container's stdio as the supervisor holds it.
+struct Stdio {
+    /// Its stdout and stderr pipes (read ends), or the pty master as stdout.
+    out: Option<OwnedFd>,
+    err: Option<OwnedFd>,
+    /// Where the caller's input goes: the stdin pipe (write end) or the pty master.
+    input: Option<OwnedFd>,
+    /// The pty master, for window size changes.
+    master: Option<OwnedFd>,
+}
+
+/// Runs the supervisor for container `id`; returns the exit code for the caller (the
+/// container's, or 125 when the container could not be set up).
+pub fn run(roots: &Roots, id: &str, ready: Option<OwnedFd>) -> i32 {
+    let dir = roots.container(id);
+    let mut ready = ready.map(fs::File::from);
+    match setup(roots, id, &dir) {
+        Ok((pid, stdio, rec)) => {
+            if let Some(r) = ready.as_mut() {
+                let _ = r.write_all(b"ok\n");
+            }
+            drop(ready);
+            supervise(roots, id, &dir, pid, stdio, rec)
+        }
+        Err(e) => {
+            let msg = format!("{e:#}");
+            teardown_failed(roots, id, &dir, &msg);
+            match ready.as_mut() {
+                Some(r) => {
+                    let _ = writeln!(r, "error: {msg}");
+                }
+                None => eprintln!("tinyo-shim: {msg}"),
+            }
+            125
+        }
+    }
+}
+
+/// After a failed setup: nothing is left half-made (runtime state, cgroups, network, the
+/// container directory itself).
+fn teardown_failed(roots: &Roots, id: &str, dir: &Path, _msg: &str) {
+    let rt = roots.runtime();
+    let _ = rt.delete(id, true);
+    if let Ok(rec) = state::load(dir) {
+        let _ = crate::network::teardown(roots, &rec);
+    }
+    let _ = fs::remove_dir_all(dir);
+}
+
+/// Creates the container with its stdio, attaches its network and starts it.
+fn setup(roots: &Roots, id: &str, dir: &Path) -> Result<(i32, Stdio, Record)> {
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes integers only.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
+    let me = Proc::of(std::process::id() as i32);
+    let rec = state::update(dir, |r| r.supervisor = me)?;
+    let lower: Vec<std::path::PathBuf> = serde_json::from_slice(
+        &fs::read(dir.join("lower.json")).context("reading the container's image layers")?,
+    )?;
+    let overlay = Overlay {
+        lower,
+        upper: dir.join("upper"),
+        work: dir.join("work"),
+    };
+    let console = dir.join("console.sock");
+    let listener = if rec.tty {
+        let _ = fs::remove_file(&console);
+        Some(
+            std::os::unix::net::UnixListener::bind(&console)
+                .with_context(|| format!("listening on {}", console.display()))?,
+        )
+    } else {
+        None
+    };
+    let opts = CreateOptions {
+        console_socket: rec.tty.then(|| console.clone()),
+        overlay: Some(overlay),
+        ..Default::default()
+    };
+    let rt = roots.runtime();
+    let (created, mut stdio) = if rec.tty {
+        (rt.create(id, dir, &opts)?, None)
+    } else {
+        let (created, stdio) = with_stdio_pipes(rec.interactive, || {
+            rt.create(id, dir, &opts).map_err(anyhow::Error::from)
+        })?;
+        (created, Some(stdio))
+    };
+    let pid = created.pid;
+    if let Some(l) = listener {
+        // The container connected and sent the pty master during create.
+        let (conn, _) = l.accept().context("accepting the container's console")?;
+        let master = sys::recv_fd(conn.as_fd()).context("receiving the pty master")?;
+        let _ = fs::remove_file(&console);
+        let input = master.try_clone()?;
+        stdio = Some(Stdio {
+            out: Some(master.try_clone()?),
+            err: None,
+            input: Some(input),
+            master: Some(master),
+        });
+    }
+    let net = crate::network::setup(roots, &rec, pid)?;
+    state::update(dir, |r| r.net = net)?;
+    rt.start(id)?;
+    let rec = state::update(dir, |r| {
+        r.status = Status::Running;
+        r.pid = Proc::of(pid);
+        r.started = Some(tinyo_core::container::now_rfc3339());
+    })?;
+    let stdio = stdio.ok_or_else(|| anyhow!("no stdio for the container"))?;
+    Ok((pid, stdio, rec))
+}
+
+/// Runs `create` with fds 0/1/2 pointing at fresh pipes (the container inherits them), then
+/// puts this process's own stdio back.
+fn with_stdio_pipes<T>(
+    interactive: bool,
+    create: impl FnOnce() -> Result<T>,
+) -> Result<(T, Stdio)> {
+    let saved: Vec<OwnedFd> = (0..3)
+        .map(|fd| {
+            // SAFETY: fds 0..3 stay open for the life of this process.
+            let b = unsafe { BorrowedFd::borrow_raw(fd) };
+            b.try_clone_to_owned()
+        })
+        .collect::<io::Result<_>>()
+        .context("saving stdio")?;
+    let (out_r, out_w) = sys::pipe().context("creating the stdout pipe")?;
+    let (err_r, err_w) = sys::pipe().context("creating the stderr pipe")?;
+    let (in_child, in_parent) = if interactive {
+        let (r, w) = sys::pipe().context("creating the stdin pipe")?;
+        (r, Some(w))
+    } else {
+        let null = fs::File::open("/dev/null").context("opening /dev/null")?;
+        (OwnedFd::from(null), None)
+    };
+    let redirect = |fd: &OwnedFd, to: RawFd| sys::dup2(fd.as_fd(), to);
+    redirect(&in_child, 0)
+        .and_then(|()| redirect(&out_w, 1))
+        .and_then(|()| redirect(&err_w, 2))
+        .context("redirecting stdio")?;
+    let result = create();
+    for (i, fd) in saved.iter().enumerate() {
+        let _ = sys::dup2(fd.as_fd(), i as RawFd);
+    }
+    let value = result?;
+    Ok((
+        value,
+        Stdio {
+            out: Some(out_r),
+            err: Some(err_r),
+            input: in_parent,
+            master: None,
+        },
+    ))
+}
+
+fn set_nonblocking(fd: BorrowedFd<'_>) {
+    // SAFETY: fcntl on a live descriptor with integer arguments.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    if flags >= 0 {
+        // SAFETY: as above.
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) };
+    }
+}
+
+/// A signalfd for [`SIGNALS`], which are blocked from now on.
+fn signalfd() -> io::Result<OwnedFd> {
+    // SAFETY: an all-zero sigset_t is valid to initialise with sigemptyset.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t.
+    unsafe { libc::sigemptyset(&mut set) };
+    for s in SIGNALS {
+        // SAFETY: as above, and `s` is a valid signal number.
+        unsafe { libc::sigaddset(&mut set, *s) };
+    }
+    // SAFETY: `set` is valid; the old mask is not needed.
+    unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    // SAFETY: `set` is valid; -1 asks for a new descriptor.
+    let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: signalfd just returned this descriptor and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Reads pending signals from the signalfd.
+fn read_signals(fd: BorrowedFd<'_>) -> Vec<i32> {
+    let mut out = Vec::new();
+    loop {
+        // SAFETY: an all-zero signalfd_siginfo is a valid buffer.
+        let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        // SAFETY: `info` is a writable buffer of `size` bytes.
+        let n = unsafe {
+            libc::read(
+                fd.as_raw_fd(),
+                (&mut info as *mut libc::signalfd_siginfo).cast(),
+                size,
+            )
+        };
+        if n != size as isize {
+            break;
+        }
+        out.push(info.ssi_signo as i32);
+    }
+    out
+}
+
+/// Exit code of a wait status, shell style (128+N for a signal).
+fn exit_code(status: i32) -> i32 {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        255
+    }
+}
+
+/// Reaps children; returns the container's exit code once it has exited.
+fn reap(pid: i32) -> Option<i32> {
+    let mut code = None;
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid with a valid status pointer.
+        let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if r <= 0 {
+            break;
+        }
+        if r == pid {
+            code = Some(exit_code(status));
+        }
+    }
+    code
+}
+
+/// One read from `fd` into `buf`: Some(n) with n = 0 at EOF, None when nothing is ready.
+fn read_some(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Option<usize> {
+    loop {
+        // SAFETY: `buf` is writable for its length.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            return Some(n as usize);
+        }
+        match io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EAGAIN) => return None,
+            // EIO on a pty master: the slave side is gone.
+            _ => return Some(0),
+        }
+    }
+}
+
+fn write_all(fd: RawFd, mut data: &[u8]) {
+    while !data.is_empty() {
+        // SAFETY: `data` is readable for its length; `fd` is one of ours.
+        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        if n < 0 {
+            if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return;
+        }
+        data = &data[n as usize..];
+    }
+}
+
+/// The relay loop and the end of the container's life.
+fn supervise(roots: &Roots, id: &str, dir: &Path, pid: i32, stdio: Stdio, rec: Record) -> i32 {
+    let rt = roots.runtime();
+    let mut log = LogWriter::open(&dir.join("ctr.log"), rec.log_max_size, rec.log_max_files).ok();
+    let sigfd = match signalfd() {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!("tinyo-shim: signalfd: {e}");
+            return 125;
+        }
+    };
+    let foreground = !rec.detached;
+    // The caller's terminal, raw while a tty container runs in the foreground.
+    let raw = if foreground && rec.tty && crate::term::is_tty(io::stdin().as_fd()) {
+        crate::term::RawMode::enter(io::stdin().as_fd()).ok()
+    } else {
+        None
+    };
+    let copy_winsize = |master: &OwnedFd| {
+        if let Ok((rows, cols)) = crate::term::window_size(io::stdin().as_fd()) {
+            let _ = crate::term::set_window_size(master.as_fd(), rows, cols);
+        }
+    };
+    if let (Some(m), true) = (&stdio.master, foreground) {
+        copy_winsize(m);
+    }
+    let Stdio {
+        mut out,
+        mut err,
+        mut input,
+        master,
+    } = stdio;
+    for fd in [&out, &err].into_iter().flatten() {
+        set_nonblocking(fd.as_fd());
+    }
+    // Stdin is relayed only in the foreground with -i (a detached container's stdin pipe
+    // stays open and empty, as `docker run -d -i` leaves it).
+    let mut stdin_open = foreground && rec.interactive;
+    let mut code = reap(pid);
+    let mut buf = [0u8; 16384];
+    let mut exited_at = None;
+    loop {
+        if code.is_some() && out.is_none() && err.is_none() {
+            break;
+        }
+        let mut fds = Vec::with_capacity(4);
+        fds.push(libc::pollfd {
+            fd: sigfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        for f in [&out, &err].into_iter().flatten() {
+            fds.push(libc::pollfd {
+                fd: f.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        if stdin_open && input.is_some() {
+            fds.push(libc::pollfd {
+                fd: 0,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        // After the exit, output still in the pipes is drained for a moment, then left.
+        let timeout = match exited_at {
+            Some(t) => {
+                let left = 2000u128.saturating_sub(std::time::Instant::elapsed(&t).as_millis());
+                if left == 0 {
+                    break;
+                }
+                left as i32
+            }
+            None => -1,
+        };
+        // SAFETY: `fds` is a valid array of pollfd of the given length.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        if n < 0 {
+            if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            break;
+        }
+        for p in &fds {
+            if p.revents == 0 {
+                continue;
+            }
+            if p.fd == sigfd.as_raw_fd() {
+                for sig in read_signals(sigfd.as_fd()) {
+                    match sig {
+                        libc::SIGCHLD => {
+                            if let Some(c) = reap(pid) {
+                                code = Some(c);
+                            }
+                        }
+                        libc::SIGWINCH => {
+                            if let Some(m) = &master {
+                                copy_winsize(m);
+                            }
+                        }
+                        s => {
+                            let _ = rt.kill(id, s, false);
+                        }
+                    }
+                }
+            } else if p.fd == 0 {
+                match read_some(io::stdin().as_fd(), &mut buf) {
+                    Some(0) => {
+                        stdin_open = false;
+                        // EOF: the container's stdin closes too (a pty keeps its master).
+                        if master.is_none() {
+                            input = None;
+                        }
+                    }
+                    Some(n) => {
+                        if let Some(i) = &input {
+                            write_all(i.as_raw_fd(), &buf[..n]);
+                        }
+                    }
+                    None => {}
+                }
+            } else {
+                let (stream, target) = if out.as_ref().is_some_and(|o| o.as_raw_fd() == p.fd) {
+                    (Stream::Stdout, 1)
+                } else {
+                    (Stream::Stderr, 2)
+                };
+                let slot = if stream == Stream::Stdout {
+                    &mut out
+                } else {
+                    &mut err
+                };
+                let Some(fd) = slot.as_ref() else { continue };
+                match read_some(fd.as_fd(), &mut buf) {
+                    Some(0) => *slot = None,
+                    Some(n) => {
+                        if foreground {
+                            write_all(target, &buf[..n]);
+                        }
+                        if let Some(l) = log.as_mut() {
+                            let _ = l.write(stream, &buf[..n]);
+                        }
+                    }
+                    None => {}
+                }
+            }
+        }
+        if code.is_some() && exited_at.is_none() {
+            exited_at = Some(std::time::Instant::now());
+        }
+    }
+    let code = code.unwrap_or(255);
+    if let Some(l) = log.as_mut() {
+        let _ = l.flush();
+    }
+    drop(raw);
+    finish(roots, id, dir, code);
+    code
+}
+
+/// Records the exit and removes what the container had.
+fn finish(roots: &Roots, id: &str, dir: &Path, code: i32) {
+    let rt = roots.runtime();
+    let oom = rt.oom_kills(id).map(|(n, _)| n > 0).unwrap_or(false);
+    let _ = rt.delete(id, true);
+    let rec = state::update(dir, |r| {
+        r.status = Status::Exited;
+        r.exit_code = Some(code);
+        r.exited = Some(tinyo_core::container::now_rfc3339());
+        r.oom_killed = oom;
+        r.pid = None;
+        r.supervisor = None;
+    });
+    if let Ok(rec) = &rec {
+        if let Err(e) = crate::network::teardown(roots, rec) {
+            eprintln!("tinyo-shim: {e:#}");
+        }
+        let _ = state::update(dir, |r| r.net = None);
+        if oom && !rec.detached {
+            eprintln!(
+                "tinyo-shim: container {}: the kernel OOM-killed a process at the memory limit",
+                rec.name
+            );
+        }
+        if rec.auto_remove {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+}
