@@ -14,12 +14,19 @@ pub struct Podman {
     podman: PathBuf,
     runtime: PathBuf,
     image: String,
+    storage_driver: &'static str,
 }
 
 impl Podman {
     /// podman using `runtime` (an absolute path) as its OCI runtime, with `rootfs` imported as
     /// [`Podman::image`].
     pub fn new(runtime: &Path, rootfs: &Path) -> Self {
+        Self::with_storage(runtime, rootfs, "vfs")
+    }
+
+    /// As [`Podman::new`] with another storage driver (`overlay` is podman's usual one; `vfs`
+    /// copies the image per container but works anywhere).
+    pub fn with_storage(runtime: &Path, rootfs: &Path, storage_driver: &'static str) -> Self {
         require_root();
         require_tool("conmon", "conmon");
         let podman = require_tool("podman", "podman");
@@ -32,6 +39,7 @@ impl Podman {
             podman,
             runtime: runtime.to_path_buf(),
             image: format!("localhost/{}:latest", unique("bbox")),
+            storage_driver,
         };
         let mut tar = Command::new("tar")
             .arg("-C")
@@ -81,7 +89,7 @@ impl Podman {
             "--events-backend",
             "file",
             "--storage-driver",
-            "vfs",
+            self.storage_driver,
         ])
         .arg("--runtime")
         .arg(&self.runtime)

@@ -102,6 +102,16 @@ impl Shim {
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
+        // A fresh network namespace has lo down; a host has it up.
+        let up = Command::new("nsenter")
+            .arg(format!("--net=/proc/{}/ns/net", netns.id()))
+            .args(["ip", "link", "set", "lo", "up"])
+            .status()
+            .expect("ip link set lo up");
+        assert!(
+            up.success(),
+            "bringing lo up in the test's network namespace"
+        );
         Self {
             root,
             image,
@@ -146,6 +156,26 @@ impl Shim {
             c.env("TINYO_INIT", init);
         }
         c
+    }
+
+    /// [`Shim::cmd`] as one shell command line (for `script -c`).
+    pub fn command_line(&self, args: &[&str]) -> String {
+        let c = self.cmd(args);
+        let quote =
+            |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', r"'\''"));
+        let mut words: Vec<String> = vec!["env".into()];
+        for (k, v) in c.get_envs() {
+            if let Some(v) = v {
+                words.push(quote(std::ffi::OsStr::new(&format!(
+                    "{}={}",
+                    k.to_string_lossy(),
+                    v.to_string_lossy()
+                ))));
+            }
+        }
+        words.push(quote(c.get_program()));
+        words.extend(c.get_args().map(quote));
+        words.join(" ")
     }
 
     /// Any command in the test's network namespace.

@@ -437,3 +437,166 @@ fn bad_input_gets_one_line_and_leaves_nothing() {
     shim.ok(&["rm", "-f", "taken"]);
     nothing_left(&shim);
 }
+
+#[test]
+fn bridge_network_with_a_published_port() {
+    let shim = Shim::new();
+    // busybox httpd serves one file on port 80; 8080 on the host side maps to it.
+    let script = "mkdir -p /www && echo served-by-tinyo > /www/index.html && \
+        exec httpd -f -p 80 -h /www";
+    shim.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "bridge",
+        "-p",
+        "8080:80",
+        &shim.image,
+        "sh",
+        "-c",
+        script,
+    ]);
+    let rec: Value = serde_json::from_str(&shim.ok(&["inspect", "web"])).unwrap();
+    let ip = rec[0]["net"]["ip"].as_str().unwrap().to_string();
+    assert!(ip.starts_with("10.89.0."), "{rec}");
+    // From the test's network namespace: the container's address, and the published port on
+    // the bridge's gateway address and on localhost.
+    let fetch = |addr: &str| {
+        let mut last = String::new();
+        for _ in 0..200 {
+            match http_get_in(&shim.netns(), addr) {
+                Ok(body) => return body,
+                Err(e) => last = e,
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let logs = text(&shim.out(&["logs", "web"]));
+        let inside = shim.out(&["exec", "web", "sh", "-c", "ps; netstat -ln; ip addr"]);
+        panic!(
+            "{addr}: {last}; container logs {logs:?}; inside: {:?}",
+            text(&inside)
+        );
+    };
+    assert_eq!(fetch(&format!("{ip}:80")), "served-by-tinyo\n");
+    assert_eq!(fetch("10.89.0.1:8080"), "served-by-tinyo\n");
+    assert_eq!(fetch("127.0.0.1:8080"), "served-by-tinyo\n");
+    // The container reaches out through the bridge: its default route is the gateway.
+    let out = shim.ok(&["exec", "web", "ip", "route"]);
+    assert!(out.contains("default via 10.89.0.1"), "{out}");
+    // The port is taken now: a second container is refused and leaves nothing.
+    let o = shim.out(&["run", "--rm", "-p", "8080:80", &shim.image, "true"]);
+    assert!(!o.status.success());
+    let (_, err) = text(&o);
+    assert!(err.contains("8080"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_eq!(shim.ps().len(), 1);
+    // Removal tears the attachment down: the veth goes, the address is free again.
+    shim.ok(&["rm", "-f", "web"]);
+    let links = shim.in_netns("ip", &["-o", "link"]).output().unwrap();
+    let links = String::from_utf8_lossy(&links.stdout).into_owned();
+    assert!(!links.contains("veth"), "{links}");
+    let leases = std::fs::read_dir(shim.root().join("shim/net/ipam/tinyo"))
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("10."))
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(leases, 0, "the IPAM lease is released");
+    nothing_left(&shim);
+}
+
+/// `GET /` over HTTP/1.0 to `addr`, from a thread that has joined the network namespace
+/// `netns` (the test's own process stays where it is); returns the body.
+fn http_get_in(netns: &std::path::Path, addr: &str) -> Result<String, String> {
+    let netns = netns.to_path_buf();
+    let addr = addr.to_string();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        use std::os::fd::AsRawFd;
+        let ns = std::fs::File::open(&netns).map_err(|e| e.to_string())?;
+        // SAFETY: setns on a namespace descriptor; it changes only this thread's namespace.
+        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(format!("setns: {}", std::io::Error::last_os_error()));
+        }
+        let sock: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+        let mut s = std::net::TcpStream::connect_timeout(&sock, std::time::Duration::from_secs(2))
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .ok();
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n")
+            .map_err(|e| e.to_string())?;
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).map_err(|e| e.to_string())?;
+        resp.split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_string())
+            .ok_or_else(|| format!("not HTTP: {resp:?}"))
+    })
+    .join()
+    .unwrap_or_else(|_| Err("the fetching thread panicked".into()))
+}
+
+#[test]
+fn network_none_has_only_loopback_and_host_shares_the_namespace() {
+    let shim = Shim::new();
+    let out = shim.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &shim.image,
+        "ip",
+        "-o",
+        "link",
+    ]);
+    let names: Vec<&str> = out.lines().filter_map(|l| l.split(": ").nth(1)).collect();
+    assert_eq!(names, ["lo"], "{out}");
+    assert!(
+        out.contains("UP") || out.contains("LOWER_UP"),
+        "lo is up: {out}"
+    );
+    let inside = shim.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        &shim.image,
+        "readlink",
+        "/proc/self/ns/net",
+    ]);
+    let outside = shim
+        .in_netns("readlink", &["/proc/self/ns/net"])
+        .output()
+        .unwrap();
+    assert_eq!(inside, String::from_utf8_lossy(&outside.stdout));
+}
+
+#[test]
+fn a_terminal_with_t() {
+    let shim = Shim::new();
+    // script(1) gives tinyo-shim a terminal of its own; the container gets a pty of its own,
+    // in raw mode relayed by the supervisor.
+    let line = shim.command_line(&[
+        "run",
+        "--rm",
+        "-t",
+        &shim.image,
+        "sh",
+        "-c",
+        "tty; echo $TERM",
+    ]);
+    let o = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &line, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).replace('\r', "");
+    assert!(
+        o.status.success(),
+        "{out} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("/dev/pts/0\nxterm\n"), "{out:?}");
+}
