@@ -1,7 +1,9 @@
-//! `cargo xtask demo`: tinyo's main job on a machine without internet access. It starts a
-//! loopback registry holding a busybox image built from Debian's `busybox-static`, pulls it
-//! with tinyo-pull (store and bundle under `target/demo/`), and runs the bundle with tinyo's
-//! runtime. Everything it starts is stopped before it returns.
+//! `cargo xtask demo`: tinyo's main job on a machine without internet access — what
+//! `tinyo-pull alpine && tinyo-shim run alpine echo hello` does on a connected one. It builds
+//! the binaries, starts a loopback registry holding a busybox image (built from Debian's
+//! `busybox-static`) as `docker.io/library/busybox`'s mirror, pulls `busybox` through that
+//! mirror with tinyo-pull, runs a container that prints a greeting with tinyo-shim, then
+//! removes the container and stops the registry. Everything lives under `target/demo/`.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -15,21 +17,37 @@ use crate::{cargo, root, step};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Command to run in the container.
-    #[arg(default_values_t = ["sh".to_string(), "-c".to_string(), "echo hello from $(hostname), PID $$; ls /".to_string()])]
+    #[arg(default_values_t = ["sh".to_string(), "-c".to_string(), "echo hello from $(hostname), PID $$ under $(cat /proc/1/comm); ls /".to_string()])]
     command: Vec<String>,
 }
 
 pub fn run(args: Args) -> Result<()> {
     tinyo_tests::host::require_root();
     step(
-        "build tinyo-pull and tinyo",
-        cargo().args(["build", "--release", "-p", "tinyo-pull", "-p", "tinyo"]),
+        "build tinyo-pull and tinyo-shim",
+        cargo().args(["build", "--release", "-p", "tinyo-pull", "-p", "tinyo-shim"]),
+    )?;
+    // tinyo-init runs inside the container, whose root has no C library: static (musl).
+    if !crate::dist::ensure_musl() {
+        bail!("the x86_64-unknown-linux-musl target is needed for a static tinyo-init (rustup target add x86_64-unknown-linux-musl)");
+    }
+    step(
+        "build a static tinyo-init",
+        cargo().args([
+            "build",
+            "--release",
+            "--target",
+            "x86_64-unknown-linux-musl",
+            "-p",
+            "tinyo-init",
+        ]),
     )?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"));
     let tinyo_pull = target.join("release/tinyo-pull");
-    let tinyo = target.join("release/tinyo");
+    let tinyo_shim = target.join("release/tinyo-shim");
+    let init = target.join("x86_64-unknown-linux-musl/release/tinyo-init");
     let demo = target.join("demo");
     let _ = std::fs::remove_dir_all(&demo);
     std::fs::create_dir_all(&demo).with_context(|| format!("creating {}", demo.display()))?;
@@ -38,59 +56,62 @@ pub fn run(args: Args) -> Result<()> {
     let reg = Registry::plain();
     let cat = catalogue::build(&demo.join("layout"));
     let img = cat.get(catalogue::SINGLE);
-    reg.push(&demo.join("layout"), &img.root, "demo/busybox", "latest");
-    let image = format!("{}/demo/busybox:latest", reg.host());
-
-    let bundle = demo.join("bundle");
-    step(
-        &format!("tinyo-pull {image}"),
-        Command::new(&tinyo_pull)
-            .arg("--root")
-            .arg(demo.join("store"))
-            .arg("--bundle")
-            .arg(&bundle)
-            .arg(&image)
-            .env("CONTAINERS_REGISTRIES_CONF", "/dev/null"),
+    reg.push(&demo.join("layout"), &img.root, "library/busybox", "latest");
+    let conf = demo.join("registries.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[[registry]]\nprefix = \"docker.io\"\nlocation = \"registry-1.docker.io\"\n\n\
+             [[registry.mirror]]\nlocation = \"{}\"\ninsecure = true\n",
+            reg.host()
+        ),
     )?;
-    step(
-        "tinyo-pull images",
-        Command::new(&tinyo_pull)
-            .arg("--root")
-            .arg(demo.join("store"))
-            .arg("images"),
-    )?;
+    eprintln!(
+        "    {} mirrors docker.io (see {})",
+        reg.host(),
+        conf.display()
+    );
+    let store = demo.join("root");
+    let env = |c: &mut Command| {
+        c.env("CONTAINERS_REGISTRIES_CONF", &conf)
+            .env("TINYO_ROOT", &store)
+            .env("TINYO_INIT", &init);
+    };
 
-    let config_path = bundle.join("config.json");
-    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_path)?)?;
-    config["process"]["args"] = serde_json::json!(args.command);
-    config["hostname"] = serde_json::json!("tinyo-demo");
-    config["linux"]["cgroupsPath"] = serde_json::json!("tinyo-demo");
-    std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
-    let state = demo.join("tinyo");
-    eprintln!("\n==> tinyo run {}", bundle.display());
-    let status = Command::new("unshare")
-        .args(["--mount", "--propagation", "private"])
-        .arg(&tinyo)
-        .arg("--root")
-        .arg(&state)
-        .args(["run", "--bundle"])
-        .arg(&bundle)
-        .arg("tinyo-demo")
-        .stdin(Stdio::inherit())
-        .status()
-        .context("running tinyo")?;
-    let _ = Command::new(&tinyo)
-        .arg("--root")
-        .arg(&state)
-        .args(["delete", "--force", "tinyo-demo"])
-        .output();
+    let mut pull = Command::new(&tinyo_pull);
+    pull.arg("busybox");
+    env(&mut pull);
+    step("tinyo-pull busybox", &mut pull)?;
+
+    eprintln!(
+        "\n==> tinyo-shim run --rm busybox {}",
+        args.command.join(" ")
+    );
+    let mut run = Command::new(&tinyo_shim);
+    run.args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--name",
+        "demo",
+        "busybox",
+    ])
+    .args(&args.command)
+    .stdin(Stdio::inherit());
+    env(&mut run);
+    let status = run.status().context("running tinyo-shim")?;
+    let mut rm = Command::new(&tinyo_shim);
+    rm.args(["rm", "-f", "demo"]);
+    env(&mut rm);
+    let _ = rm.output();
     if !status.success() {
         bail!("the container exited with {status}");
     }
-    eprintln!(
-        "\n==> done: store in {}, bundle in {}",
-        demo.join("store").display(),
-        bundle.display()
-    );
+    let mut images = Command::new(&tinyo_shim);
+    images.arg("images");
+    env(&mut images);
+    step("tinyo-shim images", &mut images)?;
+    eprintln!("\n==> done: store and state in {}", store.display());
     Ok(())
 }

@@ -12,6 +12,7 @@
 
 mod init;
 mod pull;
+mod shim;
 mod start;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +40,11 @@ pub const BENCHES: &[(&str, &str, BenchFn)] = &[
         "init",
         "tinyo-init beside tini, catatonit, dumb-init: size, RSS as PID 1, start overhead",
         init::run,
+    ),
+    (
+        "shim",
+        "tinyo-shim run --rm vs podman; supervisor memory vs conmon; N idle containers",
+        shim::run,
     ),
 ];
 

@@ -1,0 +1,206 @@
+//! `shim`: the everyday engine path and what a supervisor costs.
+//!
+//! - `run --rm IMAGE true` end to end: tinyo-shim (static `dist` build) against podman (with
+//!   runc through conmon, overlay storage), both with no network, in one interleaved run.
+//! - Idle containers: N detached `sleep` containers of each; the supervisors' resident and
+//!   private memory per container (tinyo-shim's supervisor against conmon), and the total
+//!   proportional memory (PSS) of everything that stays resident for them: supervisors plus
+//!   the containers' processes.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use tinyo_tests::podman::Podman;
+use tinyo_tests::shim::Shim;
+
+use super::{interleaved, peer, time_command, Contender, Opts, Report};
+
+/// (RSS, private, PSS) of a process in KiB, from /proc/PID/smaps_rollup.
+fn memory(pid: i32) -> Option<(f64, f64, f64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let field = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    Some((
+        field("Rss:"),
+        field("Private_Clean:") + field("Private_Dirty:"),
+        field("Pss:"),
+    ))
+}
+
+/// `pid` and all its descendants.
+fn tree(pid: i32) -> Vec<i32> {
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        let kids =
+            std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
+        out.extend(
+            kids.split_whitespace()
+                .filter_map(|k| k.parse::<i32>().ok()),
+        );
+        i += 1;
+    }
+    out
+}
+
+fn idle_count() -> usize {
+    std::env::var("TINYO_BENCH_IDLE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100)
+}
+
+pub fn run(opts: &Opts) -> Result<Vec<Report>> {
+    tinyo_tests::host::require_root();
+    let shim_bin = super::dist_binary("tinyo-shim")?;
+    let bin_dir = shim_bin.parent().map(PathBuf::from).unwrap_or_default();
+    // The fixtures then drive the static release binaries (and their static tinyo-init).
+    std::env::set_var("TINYO_BIN_DIR", &bin_dir);
+    let shim = Shim::new();
+    let image = shim.image.clone();
+    let mut notes = vec![
+        "tinyo-shim is the static musl `dist` build, run as `nsenter --net=… unshare --mount tinyo-shim …` (the test sandbox)".to_string(),
+        "podman 4.3 with runc through conmon, overlay storage, cgroupfs, run as `unshare --mount podman …`; both with --network none".to_string(),
+    ];
+    let runc = peer("runc").context("runc is needed for podman (apt-get install runc)")?;
+    let podman = Podman::with_storage(&runc, tinyo_tests::busybox::rootfs(), "overlay");
+    let mut contenders = Vec::new();
+    {
+        let shim = &shim;
+        let image = image.clone();
+        contenders.push(Contender::new("tinyo-shim", move || {
+            let (wall, cpu) = time_command(&mut shim.cmd(&[
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                &image,
+                "/bin/true",
+            ]))?;
+            Ok(vec![wall, cpu])
+        }));
+    }
+    {
+        let podman = &podman;
+        contenders.push(Contender::new("podman", move || {
+            let mut args = podman.run_args(&["--rm"]);
+            args.extend([podman.image(), "/bin/true"]);
+            let (wall, cpu) = time_command(&mut podman.cmd(&args))?;
+            Ok(vec![wall, cpu])
+        }));
+    }
+    let mut reports = interleaved(
+        &[
+            ("run --rm busybox /bin/true, end to end", "ms"),
+            ("CPU per run (all processes)", "ms"),
+        ],
+        "podman",
+        &mut contenders,
+        opts,
+    )?;
+    drop(contenders);
+
+    // Idle containers.
+    let n = idle_count();
+    notes.push(format!(
+        "idle: {n} detached `sleep 3600` containers of each engine (TINYO_BENCH_IDLE=N to change)"
+    ));
+    let mut tinyo_sup = Vec::new();
+    let mut tinyo_all = Vec::new();
+    for i in 0..n {
+        let name = format!("idle{i}");
+        shim.ok(&[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--name",
+            &name,
+            &image,
+            "sleep",
+            "3600",
+        ]);
+    }
+    for c in shim.ps() {
+        let rec: serde_json::Value =
+            serde_json::from_str(&shim.ok(&["inspect", c["name"].as_str().unwrap_or_default()]))?;
+        let sup = rec[0]["supervisor"]["pid"]
+            .as_i64()
+            .context("supervisor pid")? as i32;
+        tinyo_sup.push(memory(sup).context("supervisor memory")?);
+        for p in tree(sup) {
+            tinyo_all.extend(memory(p));
+        }
+    }
+    let mut podman_sup = Vec::new();
+    let mut podman_all = Vec::new();
+    for _ in 0..n {
+        let mut args = podman.run_args(&["-d"]);
+        args.extend([podman.image(), "sleep", "3600"]);
+        let o = podman.run(&args);
+        if !o.status.success() {
+            bail!("podman run -d: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        let id = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        let o = podman.run(&["inspect", "--format", "{{.State.ConmonPid}}", &id]);
+        let conmon: i32 = String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse()
+            .context("conmon pid")?;
+        podman_sup.push(memory(conmon).context("conmon memory")?);
+        for p in tree(conmon) {
+            podman_all.extend(memory(p));
+        }
+    }
+    let mib = |v: f64| v / 1024.0;
+    let avg = |v: &[(f64, f64, f64)], f: fn(&(f64, f64, f64)) -> f64| {
+        v.iter().map(f).sum::<f64>() / v.len().max(1) as f64
+    };
+    let sum = |v: &[(f64, f64, f64)]| v.iter().map(|m| m.2).sum::<f64>();
+    reports.push(Report::values(
+        "supervisor RSS per container",
+        "MiB",
+        "conmon",
+        vec![
+            (
+                "tinyo-shim supervisor".into(),
+                mib(avg(&tinyo_sup, |m| m.0)),
+            ),
+            ("conmon".into(), mib(avg(&podman_sup, |m| m.0))),
+        ],
+    ));
+    reports.push(Report::values(
+        "supervisor private memory per container",
+        "MiB",
+        "conmon",
+        vec![
+            (
+                "tinyo-shim supervisor".into(),
+                mib(avg(&tinyo_sup, |m| m.1)),
+            ),
+            ("conmon".into(), mib(avg(&podman_sup, |m| m.1))),
+        ],
+    ));
+    reports.push(Report::values(
+        &format!("{n} idle containers: PSS of supervisors + container processes"),
+        "MiB",
+        "conmon+runc",
+        vec![
+            (
+                "tinyo-shim (supervisor, tinyo-init, sleep)".into(),
+                mib(sum(&tinyo_all)),
+            ),
+            ("conmon+runc (conmon, sleep)".into(), mib(sum(&podman_all))),
+        ],
+    ));
+    for r in &mut reports {
+        r.notes.extend(notes.iter().cloned());
+    }
+    Ok(reports)
+}
