@@ -578,37 +578,9 @@ fn seccomp_notify_sends_the_listener_and_state_to_the_agent() {
 
 /// Receives one descriptor and its payload from a unix socket.
 fn recv_fd(stream: &std::os::unix::net::UnixStream) -> (std::os::fd::OwnedFd, String) {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-    let mut data = [0u8; 8192];
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr().cast(),
-        iov_len: data.len(),
-    };
-    // SAFETY: CMSG_SPACE only computes a size.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
-    let mut control = vec![0u64; space.div_ceil(8)];
-    // SAFETY: an all-zero msghdr is a valid value to fill in.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = space as _;
-    // SAFETY: `msg` points at live buffers of the sizes it states; the socket is open.
-    let n = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-    assert!(n > 0, "recvmsg: {}", std::io::Error::last_os_error());
-    // SAFETY: `msg` was filled in by recvmsg and its control buffer is still live.
-    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-    assert!(!cmsg.is_null(), "no descriptor came with the state");
-    // SAFETY: `cmsg` is a complete header inside `control`; CMSG_DATA only computes an address.
-    let cdata = unsafe { libc::CMSG_DATA(cmsg) }.cast::<RawFd>();
-    // SAFETY: an SCM_RIGHTS message of this size carries one descriptor.
-    let fd = unsafe { std::ptr::read_unaligned(cdata) };
-    // SAFETY: the kernel just installed this descriptor in this process for us alone.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    (
-        fd,
-        String::from_utf8_lossy(&data[..n as usize]).into_owned(),
-    )
+    let (fd, data) = tinyo_core::sys::recv_fd_payload(std::os::fd::AsFd::as_fd(stream))
+        .expect("receiving the listener and the state");
+    (fd, String::from_utf8_lossy(&data).into_owned())
 }
 
 #[test]

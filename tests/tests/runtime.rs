@@ -672,55 +672,14 @@ impl ConsoleSocket {
     }
 }
 
-/// `recvmsg` of one message carrying one descriptor (`SCM_RIGHTS`).
+/// One message carrying one descriptor (`SCM_RIGHTS`), and its text.
 fn recv_fd(stream: &std::os::unix::net::UnixStream) -> (std::os::fd::OwnedFd, String) {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-    let mut data = [0u8; 4096];
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr().cast(),
-        iov_len: data.len(),
-    };
-    // SAFETY: CMSG_SPACE only computes a size.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
-    // u64 elements keep the control buffer aligned for cmsghdr.
-    let mut control = vec![0u64; space.div_ceil(8)];
-    // SAFETY: an all-zero msghdr is a valid value to fill in.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = space as _;
-    // SAFETY: `msg` points at live buffers of the sizes it states; the socket is open.
-    let n = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-    assert!(
-        n >= 0,
-        "recvmsg on the console socket: {}",
-        std::io::Error::last_os_error()
-    );
-    assert_eq!(
-        msg.msg_flags & libc::MSG_CTRUNC,
-        0,
-        "the control message was truncated (more than one descriptor sent?)"
-    );
-    // SAFETY: `msg` was filled in by recvmsg and its control buffer is still live.
-    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-    assert!(!cmsg.is_null(), "no control message with the pty master");
-    // SAFETY: a non-null CMSG_FIRSTHDR points at a complete header inside `control`.
-    let hdr = unsafe { std::ptr::read_unaligned(cmsg) };
-    let (level, typ) = (hdr.cmsg_level, hdr.cmsg_type);
-    assert_eq!((level, typ), (libc::SOL_SOCKET, libc::SCM_RIGHTS));
-    // SAFETY: `cmsg` is a complete header inside `control`; CMSG_DATA only computes an address.
-    let cdata = unsafe { libc::CMSG_DATA(cmsg) }.cast::<RawFd>();
-    // SAFETY: an SCM_RIGHTS message of this size carries one descriptor in its data;
-    // read_unaligned because the data need not be aligned for an int.
-    let fd = unsafe { std::ptr::read_unaligned(cdata) };
-    assert!(fd >= 0);
-    // SAFETY: the kernel just installed this descriptor in this process for us alone.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let payload = String::from_utf8_lossy(&data[..n as usize])
+    let (fd, data) = tinyo_core::sys::recv_fd_payload(std::os::fd::AsFd::as_fd(stream))
+        .expect("receiving the pty master from the console socket");
+    let text = String::from_utf8_lossy(&data)
         .trim_end_matches('\0')
         .to_string();
-    (fd, payload)
+    (fd, text)
 }
 
 /// Writes `input` to a pty master and reads until `until` appears or the slave side is gone

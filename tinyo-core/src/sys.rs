@@ -871,9 +871,14 @@ pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>, payload: &[u8]) -> io::
     }
 }
 
-/// Receives one descriptor sent with [`send_fd`] (and up to 64 bytes of payload, dropped).
+/// Receives one descriptor sent with [`send_fd`], dropping the payload.
 pub fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    let mut data = [0u8; 64];
+    recv_fd_payload(sock).map(|(fd, _)| fd)
+}
+
+/// Receives one message carrying one descriptor (`SCM_RIGHTS`) and up to 8 KiB of payload.
+pub fn recv_fd_payload(sock: BorrowedFd<'_>) -> io::Result<(OwnedFd, Vec<u8>)> {
+    let mut data = vec![0u8; 8192];
     let mut iov = libc::iovec {
         iov_base: data.as_mut_ptr().cast(),
         iov_len: data.len(),
@@ -899,6 +904,11 @@ pub fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     if n == 0 {
         return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
     }
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        return Err(io::Error::other(
+            "the control message was truncated (more than one descriptor sent?)",
+        ));
+    }
     // SAFETY: `msg` was filled in by recvmsg and its control buffer is still live.
     let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
     if cmsg.is_null() {
@@ -915,7 +925,9 @@ pub fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     // read_unaligned because the data need not be aligned for an int.
     let fd = unsafe { std::ptr::read_unaligned(cdata) };
     // SAFETY: the kernel just installed this descriptor in this process for us alone.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    data.truncate(n as usize);
+    Ok((fd, data))
 }
 
 /// `fchdir(2)` (works on `O_PATH` directory descriptors).
