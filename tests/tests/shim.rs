@@ -600,3 +600,100 @@ fn a_terminal_with_t() {
     );
     assert!(out.contains("/dev/pts/0\nxterm\n"), "{out:?}");
 }
+
+#[test]
+fn security_flags_and_capabilities() {
+    let shim = Shim::new();
+    let probe = "grep -E '^(CapEff|Seccomp|NoNewPrivs):' /proc/self/status | tr -s '\\t' ' '";
+    let out = shim.ok(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "NET_ADMIN",
+        "--security-opt",
+        "seccomp=unconfined",
+        "--security-opt",
+        "no-new-privileges",
+        &shim.image,
+        "sh",
+        "-c",
+        probe,
+    ]);
+    assert_eq!(out, "CapEff: 0000000000001000\nNoNewPrivs: 1\nSeccomp: 0\n");
+    let o = shim.out(&["run", "--rm", "--cap-add", "FLYING", &shim.image, "true"]);
+    assert!(
+        !o.status.success() && text(&o).1.contains("FLYING"),
+        "{o:?}"
+    );
+}
+
+#[test]
+fn images_and_rmi_guard_what_containers_use() {
+    let shim = Shim::new();
+    let out = shim.ok(&["images"]);
+    assert!(out.contains(&shim.image), "{out}");
+    shim.ok(&["run", "--name", "user", &shim.image, "true"]);
+    let o = shim.out(&["rmi", &shim.image]);
+    assert!(!o.status.success(), "{o:?}");
+    assert!(text(&o).1.contains("used by container(s) user"), "{o:?}");
+    shim.ok(&["rm", "user"]);
+    shim.ok(&["rmi", &shim.image]);
+    let images: Vec<Value> =
+        serde_json::from_str(&shim.ok(&["images", "--format", "json"])).unwrap();
+    assert!(images.is_empty(), "{images:?}");
+    // The unpacked image is gone from the store too.
+    let left = std::fs::read_dir(shim.root().join("images"))
+        .map(|rd| rd.count())
+        .unwrap_or(0);
+    assert_eq!(left, 0);
+}
+
+#[test]
+fn logs_rotate_at_the_size_cap() {
+    let shim = Shim::new();
+    // 400 lines of 100 bytes against a 10 KiB cap with 2 files: the newest lines survive.
+    let script = "i=0; while [ $i -lt 400 ]; do printf '%099d\\n' $i; i=$((i+1)); done";
+    shim.ok(&[
+        "run",
+        "--name",
+        "chatty",
+        "--log-max-size",
+        "10k",
+        "--log-max-files",
+        "2",
+        &shim.image,
+        "sh",
+        "-c",
+        script,
+    ]);
+    let rec: Value = serde_json::from_str(&shim.ok(&["inspect", "chatty"])).unwrap();
+    let log = std::path::PathBuf::from(rec[0]["log_path"].as_str().unwrap());
+    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    assert!(size(&log) <= 10 * 1024, "{}", size(&log));
+    assert!(log.with_extension("log.1").exists());
+    assert!(
+        !log.with_extension("log.2").exists(),
+        "only 2 files are kept"
+    );
+    let out = shim.ok(&["logs", "--tail", "2", "chatty"]);
+    assert_eq!(out, format!("{:099}\n{:099}\n", 398, 399));
+    shim.ok(&["rm", "chatty"]);
+}
+
+#[test]
+fn exec_with_a_terminal() {
+    let shim = Shim::new();
+    shim.ok(&["run", "-d", "--name", "box", &shim.image, "sleep", "60"]);
+    let line = shim.command_line(&["exec", "-t", "box", "sh", "-c", "tty; exit 5"]);
+    let o = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &line, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).replace('\r', "");
+    assert!(out.contains("/dev/pts/"), "{out:?}");
+    assert_eq!(o.status.code(), Some(5), "{out:?}");
+    shim.ok(&["rm", "-f", "box"]);
+}

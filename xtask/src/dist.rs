@@ -25,15 +25,28 @@ pub struct Args {
     out: Option<PathBuf>,
 }
 
+/// Static, and not position-independent: a static PIE relocates ~230 KiB of tables at every
+/// start, which become private memory in each resident process (every tinyo-shim supervisor);
+/// a fixed-address executable maps them clean from the file. The price is no ASLR for these
+/// binaries' own code.
+pub const RELEASE_RUSTFLAGS: &str = "-C relocation-model=static";
+
+/// Sets `flags` for the crates of `target` only (build scripts and proc macros run on the
+/// host as usual). Every release-profile build (dist, benchmarks) must use the same flags, or
+/// cargo rebuilds everything each time the flags change.
+pub fn set_rustflags(cmd: &mut Command, target: &str, flags: &str) {
+    let var = format!(
+        "CARGO_TARGET_{}_RUSTFLAGS",
+        target.to_uppercase().replace('-', "_")
+    );
+    cmd.env(var, flags);
+}
+
 /// Builds the release and returns the output directory.
 pub fn run(args: Args) -> Result<PathBuf> {
     let out = args.out.unwrap_or_else(|| root().join("dist"));
-    // Static, and not position-independent: a static PIE relocates ~230 KiB of tables at
-    // every start, which become private memory in each resident process (every tinyo-shim
-    // supervisor); a fixed-address executable maps them clean from the file. The price is no
-    // ASLR for these binaries' own code.
     let (target, rustflags) = if ensure_musl() {
-        (MUSL, Some("-C relocation-model=static"))
+        (MUSL, RELEASE_RUSTFLAGS)
     } else {
         eprintln!(
             "xtask dist: WARNING: the {MUSL} target is not installed and `rustup target add` failed; \
@@ -41,7 +54,7 @@ pub fn run(args: Args) -> Result<PathBuf> {
         );
         (
             GNU,
-            Some("-C target-feature=+crt-static -C relocation-model=static"),
+            "-C target-feature=+crt-static -C relocation-model=static",
         )
     };
     let mut build = cargo();
@@ -49,14 +62,7 @@ pub fn run(args: Args) -> Result<PathBuf> {
     for b in BINARIES {
         build.args(["-p", b]);
     }
-    if let Some(f) = rustflags {
-        // Only the target's crates: build scripts and proc macros run on the host as usual.
-        let var = format!(
-            "CARGO_TARGET_{}_RUSTFLAGS",
-            target.to_uppercase().replace('-', "_")
-        );
-        build.env(var, f);
-    }
+    set_rustflags(&mut build, target, rustflags);
     step(&format!("release build for {target}"), &mut build)?;
 
     let built = target_dir().join(target).join("dist");

@@ -312,18 +312,18 @@ pub fn children_cpu_ms() -> f64 {
 /// returns its path: benchmarks measure what ships.
 pub fn dist_binary(package: &str) -> Result<PathBuf> {
     const MUSL: &str = "x86_64-unknown-linux-musl";
-    crate::step(
-        &format!("static {package}"),
-        crate::cargo().args([
-            "build",
-            "--profile",
-            "dist",
-            "--target",
-            MUSL,
-            "-p",
-            package,
-        ]),
-    )?;
+    let mut build = crate::cargo();
+    build.args([
+        "build",
+        "--profile",
+        "dist",
+        "--target",
+        MUSL,
+        "-p",
+        package,
+    ]);
+    crate::dist::set_rustflags(&mut build, MUSL, crate::dist::RELEASE_RUSTFLAGS);
+    crate::step(&format!("static {package}"), &mut build)?;
     let path = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| crate::root().join("target"))

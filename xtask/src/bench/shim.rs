@@ -127,6 +127,8 @@ pub fn run(opts: &Opts) -> Result<Vec<Report>> {
             "3600",
         ]);
     }
+    // Let every supervisor settle into its idle loop before measuring.
+    std::thread::sleep(std::time::Duration::from_secs(1));
     for c in shim.ps() {
         let rec: serde_json::Value =
             serde_json::from_str(&shim.ok(&["inspect", c["name"].as_str().unwrap_or_default()]))?;
@@ -192,11 +194,8 @@ pub fn run(opts: &Opts) -> Result<Vec<Report>> {
         "MiB",
         "conmon+runc",
         vec![
-            (
-                "tinyo-shim (supervisor, tinyo-init, sleep)".into(),
-                mib(sum(&tinyo_all)),
-            ),
-            ("conmon+runc (conmon, sleep)".into(), mib(sum(&podman_all))),
+            ("tinyo-shim".into(), mib(sum(&tinyo_all))),
+            ("conmon+runc".into(), mib(sum(&podman_all))),
         ],
     ));
     for r in &mut reports {
