@@ -86,14 +86,14 @@ fn loopback_up(netns: &Path) -> std::io::Result<()> {
             req.ifr_name[i] = *b as libc::c_char;
         }
         // SAFETY: SIOCGIFFLAGS fills the flags of the named interface into `req`.
-        if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) } < 0 {
             return Err(std::io::Error::last_os_error());
         }
         // SAFETY: the union member for SIOCGIFFLAGS/SIOCSIFFLAGS is ifru_flags.
         let flags = unsafe { req.ifr_ifru.ifru_flags };
         req.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
         // SAFETY: SIOCSIFFLAGS reads `req`.
-        if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) } < 0 {
             return Err(std::io::Error::last_os_error());
         }
         Ok(())
