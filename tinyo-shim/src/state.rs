@@ -123,9 +123,6 @@ pub struct Record {
     /// The kernel OOM-killed a process of the container.
     #[serde(default)]
     pub oom_killed: bool,
-    /// Why setup failed, when it did.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
     pub tty: bool,
     pub interactive: bool,
     pub detached: bool,
@@ -308,7 +305,6 @@ mod tests {
             exit_code: None,
             exited: None,
             oom_killed: false,
-            error: None,
             tty: false,
             interactive: false,
             detached: true,

@@ -62,7 +62,7 @@ pub fn run(roots: &Roots, id: &str, ready: Option<OwnedFd>) -> i32 {
         }
         Err(e) => {
             let msg = format!("{e:#}");
-            teardown_failed(roots, id, &dir, &msg);
+            teardown_failed(roots, id, &dir);
             match ready.as_mut() {
                 Some(r) => {
                     let _ = writeln!(r, "error: {msg}");
@@ -76,7 +76,7 @@ pub fn run(roots: &Roots, id: &str, ready: Option<OwnedFd>) -> i32 {
 
 /// After a failed setup: nothing is left half-made (runtime state, cgroups, network, the
 /// container directory itself).
-fn teardown_failed(roots: &Roots, id: &str, dir: &Path, _msg: &str) {
+fn teardown_failed(roots: &Roots, id: &str, dir: &Path) {
     let rt = roots.runtime();
     let _ = rt.delete(id, true);
     if let Ok(rec) = state::load(dir) {

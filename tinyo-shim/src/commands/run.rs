@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
@@ -171,7 +171,7 @@ pub fn run(roots: &Roots, a: Args) -> Result<i32> {
     }
     let img = crate::image::resolve(&roots.store, &a.image, true)?;
     let console_size = if a.tty {
-        crate::term::window_size(std::io::stdin().as_fd_ref()).ok()
+        crate::term::window_size(std::io::stdin().as_fd()).ok()
     } else {
         None
     };
@@ -235,7 +235,6 @@ pub fn run(roots: &Roots, a: Args) -> Result<i32> {
         exit_code: None,
         exited: None,
         oom_killed: false,
-        error: None,
         tty: a.tty,
         interactive: a.interactive,
         detached: a.detach,
@@ -301,16 +300,6 @@ pub fn run(roots: &Roots, a: Args) -> Result<i32> {
     match report.trim().strip_prefix("error: ") {
         Some(msg) => bail!("{msg}"),
         None => bail!("the supervisor of {name} exited during setup"),
-    }
-}
-
-trait AsFdRef {
-    fn as_fd_ref(&self) -> std::os::fd::BorrowedFd<'_>;
-}
-
-impl AsFdRef for std::io::Stdin {
-    fn as_fd_ref(&self) -> std::os::fd::BorrowedFd<'_> {
-        std::os::fd::AsFd::as_fd(self)
     }
 }
 
