@@ -138,9 +138,9 @@ fn setup(roots: &Roots, id: &str, dir: &Path) -> Result<(i32, Stdio, Record)> {
         });
     }
     let net = crate::network::setup(roots, &rec, pid)?;
-    state::update(dir, |r| r.net = net)?;
     rt.start(id)?;
     let rec = state::update(dir, |r| {
+        r.net = net;
         r.status = Status::Running;
         r.pid = Proc::of(pid);
         r.started = Some(tinyo_core::container::now_rfc3339());
@@ -514,32 +514,32 @@ fn supervise(roots: &Roots, id: &str, dir: &Path, pid: i32, stdio: Stdio, rec: R
     code
 }
 
-/// Records the exit and removes what the container had.
+/// Records the exit and removes what the container had (with `--rm`, the container too).
 fn finish(roots: &Roots, id: &str, dir: &Path, code: i32) {
     let rt = roots.runtime();
     let oom = rt.oom_kills(id).map(|(n, _)| n > 0).unwrap_or(false);
     let _ = rt.delete(id, true);
-    let rec = state::update(dir, |r| {
+    let Ok(rec) = state::load(dir) else { return };
+    if let Err(e) = crate::network::teardown(roots, &rec) {
+        eprintln!("tinyo-shim: {e:#}");
+    }
+    if oom && !rec.detached {
+        eprintln!(
+            "tinyo-shim: container {}: the kernel OOM-killed a process at the memory limit",
+            rec.name
+        );
+    }
+    if rec.auto_remove {
+        let _ = fs::remove_dir_all(dir);
+        return;
+    }
+    let _ = state::update(dir, |r| {
         r.status = Status::Exited;
         r.exit_code = Some(code);
         r.exited = Some(tinyo_core::container::now_rfc3339());
         r.oom_killed = oom;
         r.pid = None;
         r.supervisor = None;
+        r.net = None;
     });
-    if let Ok(rec) = &rec {
-        if let Err(e) = crate::network::teardown(roots, rec) {
-            eprintln!("tinyo-shim: {e:#}");
-        }
-        let _ = state::update(dir, |r| r.net = None);
-        if oom && !rec.detached {
-            eprintln!(
-                "tinyo-shim: container {}: the kernel OOM-killed a process at the memory limit",
-                rec.name
-            );
-        }
-        if rec.auto_remove {
-            let _ = fs::remove_dir_all(dir);
-        }
-    }
 }

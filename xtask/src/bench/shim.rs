@@ -65,7 +65,7 @@ pub fn run(opts: &Opts) -> Result<Vec<Report>> {
     let shim = Shim::new();
     let image = shim.image.clone();
     let mut notes = vec![
-        "tinyo-shim is the static musl `dist` build, run as `nsenter --net=… unshare --mount tinyo-shim …` (the test sandbox)".to_string(),
+        "tinyo-shim is the static musl `dist` build, run as `unshare --mount tinyo-shim …` (for idle containers: in the test sandbox's network namespace)".to_string(),
         "podman 4.3 with runc through conmon, overlay storage, cgroupfs, run as `unshare --mount podman …`; both with --network none".to_string(),
     ];
     let runc = peer("runc").context("runc is needed for podman (apt-get install runc)")?;
@@ -74,15 +74,18 @@ pub fn run(opts: &Opts) -> Result<Vec<Report>> {
     {
         let shim = &shim;
         let image = image.clone();
+        let shim_bin = shim_bin.clone();
+        let root = shim.root().to_path_buf();
         contenders.push(Contender::new("tinyo-shim", move || {
-            let (wall, cpu) = time_command(&mut shim.cmd(&[
-                "run",
-                "--rm",
-                "--network",
-                "none",
-                &image,
-                "/bin/true",
-            ]))?;
+            // The same wrapper podman gets: a private mount namespace, nothing else.
+            let mut cmd = std::process::Command::new("unshare");
+            cmd.args(["--mount", "--propagation", "private"])
+                .arg(&shim_bin)
+                .arg("--root")
+                .arg(&root)
+                .args(["run", "--rm", "--network", "none", &image, "/bin/true"])
+                .stdin(std::process::Stdio::null());
+            let (wall, cpu) = time_command(&mut cmd)?;
             Ok(vec![wall, cpu])
         }));
     }
