@@ -23,6 +23,7 @@ use tinyo_core::sys;
 
 use crate::logs::{LogWriter, Stream};
 use crate::state::{self, Proc, Record, Roots, Status};
+use crate::term::{self, Copied};
 
 /// Signals the supervisor handles through a signalfd; the rest keep their defaults.
 const SIGNALS: &[libc::c_int] = &[
@@ -193,15 +194,6 @@ fn with_stdio_pipes<T>(
     ))
 }
 
-fn set_nonblocking(fd: BorrowedFd<'_>) {
-    // SAFETY: fcntl on a live descriptor with integer arguments.
-    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
-    if flags >= 0 {
-        // SAFETY: as above.
-        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) };
-    }
-}
-
 /// A signalfd for [`SIGNALS`], which are blocked from now on.
 fn signalfd() -> io::Result<OwnedFd> {
     // SAFETY: an all-zero sigset_t is valid to initialise with sigemptyset.
@@ -274,37 +266,6 @@ fn reap(pid: i32) -> Option<i32> {
     code
 }
 
-/// One read from `fd` into `buf`: Some(n) with n = 0 at EOF, None when nothing is ready.
-fn read_some(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Option<usize> {
-    loop {
-        // SAFETY: `buf` is writable for its length.
-        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            return Some(n as usize);
-        }
-        match io::Error::last_os_error().raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EAGAIN) => return None,
-            // EIO on a pty master: the slave side is gone.
-            _ => return Some(0),
-        }
-    }
-}
-
-fn write_all(fd: RawFd, mut data: &[u8]) {
-    while !data.is_empty() {
-        // SAFETY: `data` is readable for its length; `fd` is one of ours.
-        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-        if n < 0 {
-            if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return;
-        }
-        data = &data[n as usize..];
-    }
-}
-
 /// Gives back the pages of this binary that setup touched and the relay loop will not need:
 /// every read-only file mapping with no dirty page is dropped from this process with
 /// `MADV_DONTNEED` (its pages are read again from the page cache if touched), so an idle
@@ -365,14 +326,14 @@ fn supervise(roots: &Roots, id: &str, dir: &Path, pid: i32, stdio: Stdio, rec: R
     };
     let foreground = !rec.detached;
     // The caller's terminal, raw while a tty container runs in the foreground.
-    let raw = if foreground && rec.tty && crate::term::is_tty(io::stdin().as_fd()) {
-        crate::term::RawMode::enter(io::stdin().as_fd()).ok()
+    let raw = if foreground && rec.tty && term::is_tty(io::stdin().as_fd()) {
+        term::RawMode::enter(io::stdin().as_fd()).ok()
     } else {
         None
     };
     let copy_winsize = |master: &OwnedFd| {
-        if let Ok((rows, cols)) = crate::term::window_size(io::stdin().as_fd()) {
-            let _ = crate::term::set_window_size(master.as_fd(), rows, cols);
+        if let Ok((rows, cols)) = term::window_size(io::stdin().as_fd()) {
+            let _ = term::set_window_size(master.as_fd(), rows, cols);
         }
     };
     if let (Some(m), true) = (&stdio.master, foreground) {
@@ -385,11 +346,12 @@ fn supervise(roots: &Roots, id: &str, dir: &Path, pid: i32, stdio: Stdio, rec: R
         master,
     } = stdio;
     for fd in [&out, &err].into_iter().flatten() {
-        set_nonblocking(fd.as_fd());
+        let _ = term::set_nonblocking(fd.as_fd(), true);
     }
     // Stdin is relayed only in the foreground with -i (a detached container's stdin pipe
     // stays open and empty, as `docker run -d -i` leaves it).
     let mut stdin_open = foreground && rec.interactive;
+    let (stdout, stderr) = (io::stdout(), io::stderr());
     let mut code = reap(pid);
     shed_clean_mappings();
     let mut buf = [0u8; 16384];
@@ -460,26 +422,26 @@ fn supervise(roots: &Roots, id: &str, dir: &Path, pid: i32, stdio: Stdio, rec: R
                     }
                 }
             } else if p.fd == 0 {
-                match read_some(io::stdin().as_fd(), &mut buf) {
-                    Some(0) => {
+                match term::read_available(io::stdin().as_fd(), &mut buf) {
+                    Ok(Copied::Bytes(n)) => {
+                        if let Some(i) = &input {
+                            let _ = term::write_all(i.as_fd(), &buf[..n]);
+                        }
+                    }
+                    Ok(Copied::WouldBlock) => {}
+                    Ok(Copied::Eof) | Err(_) => {
                         stdin_open = false;
                         // EOF: the container's stdin closes too (a pty keeps its master).
                         if master.is_none() {
                             input = None;
                         }
                     }
-                    Some(n) => {
-                        if let Some(i) = &input {
-                            write_all(i.as_raw_fd(), &buf[..n]);
-                        }
-                    }
-                    None => {}
                 }
             } else {
                 let (stream, target) = if out.as_ref().is_some_and(|o| o.as_raw_fd() == p.fd) {
-                    (Stream::Stdout, 1)
+                    (Stream::Stdout, stdout.as_fd())
                 } else {
-                    (Stream::Stderr, 2)
+                    (Stream::Stderr, stderr.as_fd())
                 };
                 let slot = if stream == Stream::Stdout {
                     &mut out
@@ -487,17 +449,17 @@ fn supervise(roots: &Roots, id: &str, dir: &Path, pid: i32, stdio: Stdio, rec: R
                     &mut err
                 };
                 let Some(fd) = slot.as_ref() else { continue };
-                match read_some(fd.as_fd(), &mut buf) {
-                    Some(0) => *slot = None,
-                    Some(n) => {
+                match term::read_available(fd.as_fd(), &mut buf) {
+                    Ok(Copied::Bytes(n)) => {
                         if foreground {
-                            write_all(target, &buf[..n]);
+                            let _ = term::write_all(target, &buf[..n]);
                         }
                         if let Some(l) = log.as_mut() {
                             let _ = l.write(stream, &buf[..n]);
                         }
                     }
-                    None => {}
+                    Ok(Copied::WouldBlock) => {}
+                    Ok(Copied::Eof) | Err(_) => *slot = None,
                 }
             }
         }

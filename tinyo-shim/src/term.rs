@@ -196,25 +196,24 @@ pub enum Copied {
     WouldBlock,
 }
 
-/// One read from `from` (meant to be non-blocking) into `buf`, then all of it written to `to`
-/// (if `to` is non-blocking and full, this waits until it takes more: the data is already
-/// read). EINTR is retried.
-pub fn copy_available(
-    from: BorrowedFd<'_>,
-    to: BorrowedFd<'_>,
-    buf: &mut [u8],
-) -> io::Result<Copied> {
+/// One read from `from` (meant to be non-blocking) into `buf`: `Bytes(n)` with the data in
+/// `buf[..n]`, `Eof` (end of file, or EIO from a pty master whose slave side is gone), or
+/// `WouldBlock`. EINTR is retried.
+pub fn read_available(from: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Copied> {
     if buf.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "copy_available: empty buffer",
+            "read_available: empty buffer",
         ));
     }
-    let n = loop {
+    loop {
         // SAFETY: `buf` is valid for writing `buf.len()` bytes.
         let r = unsafe { libc::read(from.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if r >= 0 {
-            break r as usize;
+        if r > 0 {
+            return Ok(Copied::Bytes(r as usize));
+        }
+        if r == 0 {
+            return Ok(Copied::Eof);
         }
         let e = io::Error::last_os_error();
         match e.raw_os_error() {
@@ -223,15 +222,27 @@ pub fn copy_available(
             Some(libc::EIO) => return Ok(Copied::Eof),
             _ => return Err(named(e, "reading from", from)),
         }
-    };
-    if n == 0 {
-        return Ok(Copied::Eof);
     }
-    write_all(to, &buf[..n])?;
-    Ok(Copied::Bytes(n))
 }
 
-fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> io::Result<()> {
+/// One read from `from` (meant to be non-blocking) into `buf`, then all of it written to `to`
+/// (if `to` is non-blocking and full, this waits until it takes more: the data is already
+/// read).
+pub fn copy_available(
+    from: BorrowedFd<'_>,
+    to: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<Copied> {
+    let got = read_available(from, buf)?;
+    if let Copied::Bytes(n) = got {
+        write_all(to, &buf[..n])?;
+    }
+    Ok(got)
+}
+
+/// Writes all of `data` to `fd`, retrying on EINTR and waiting while a non-blocking `fd` is
+/// full.
+pub fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> io::Result<()> {
     while !data.is_empty() {
         // SAFETY: `data` is valid for reading `data.len()` bytes.
         let r = unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };

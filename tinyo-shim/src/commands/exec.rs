@@ -108,8 +108,10 @@ pub fn run(roots: &Roots, a: Args) -> Result<i32> {
 
 /// Copies stdin → master (with `interactive`) and master → stdout until the master closes.
 fn relay(master: &OwnedFd, interactive: bool) {
+    use crate::term::{copy_available, Copied};
     let mut buf = [0u8; 8192];
     let mut stdin_open = interactive;
+    let (stdin, stdout) = (io::stdin(), io::stdout());
     loop {
         let mut fds = vec![libc::pollfd {
             fd: master.as_raw_fd(),
@@ -131,39 +133,22 @@ fn relay(master: &OwnedFd, interactive: bool) {
             }
             return;
         }
-        if fds[0].revents != 0 {
-            match copy(master.as_raw_fd(), 1, &mut buf) {
-                Some(0) | None => return,
-                Some(_) => {}
-            }
+        if fds[0].revents != 0
+            && !matches!(
+                copy_available(master.as_fd(), stdout.as_fd(), &mut buf),
+                Ok(Copied::Bytes(_) | Copied::WouldBlock)
+            )
+        {
+            return;
         }
-        if stdin_open && fds[1].revents != 0 && copy(0, master.as_raw_fd(), &mut buf) == Some(0) {
+        if stdin_open
+            && fds[1].revents != 0
+            && !matches!(
+                copy_available(stdin.as_fd(), master.as_fd(), &mut buf),
+                Ok(Copied::Bytes(_) | Copied::WouldBlock)
+            )
+        {
             stdin_open = false;
         }
     }
-}
-
-/// One read from `from`, written whole to `to`; Some(0) at EOF (or EIO on a pty master).
-fn copy(from: i32, to: i32, buf: &mut [u8]) -> Option<usize> {
-    // SAFETY: `buf` is writable for its length.
-    let n = unsafe { libc::read(from, buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        return match io::Error::last_os_error().raw_os_error() {
-            Some(libc::EINTR) | Some(libc::EAGAIN) => Some(1),
-            _ => Some(0),
-        };
-    }
-    let mut data = &buf[..n as usize];
-    while !data.is_empty() {
-        // SAFETY: `data` is readable for its length.
-        let w = unsafe { libc::write(to, data.as_ptr().cast(), data.len()) };
-        if w < 0 {
-            if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return None;
-        }
-        data = &data[w as usize..];
-    }
-    Some(n as usize)
 }
