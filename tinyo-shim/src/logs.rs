@@ -118,21 +118,7 @@ fn now() -> (i64, u32) {
     (ts.tv_sec as i64, ts.tv_nsec as u32)
 }
 
-/// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-/// Days since 1970-01-01 of a civil date (the inverse of [`civil_from_days`]).
+/// Days since 1970-01-01 of a civil date (the inverse of tinyo-core's `civil_from_days`).
 fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
@@ -154,7 +140,7 @@ fn put_digits(dst: &mut [u8], mut v: u64) {
 /// sort as text). Years outside 0..=9999 are clamped.
 fn format_timestamp(secs: i64, nanos: u32) -> [u8; TS_LEN] {
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400) as u64);
-    let (year, month, day) = civil_from_days(days);
+    let (year, month, day) = tinyo_core::container::civil_from_days(days);
     let mut out = *b"0000-00-00T00:00:00.000000000Z";
     put_digits(&mut out[0..4], year.clamp(0, 9999) as u64);
     put_digits(&mut out[5..7], month.into());
