@@ -11,6 +11,25 @@ use oci_spec::runtime::{Capabilities, Spec};
 
 use crate::sys;
 
+/// Docker's default capability set: what tinyo-shim gives containers, and the set podman's
+/// seccomp profile is evaluated against for the default profile.
+pub const DOCKER_DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
 /// Capability names in kernel order (`CAP_CHOWN` is 0).
 pub const CAPS: &[&str] = &[
     "CAP_CHOWN",

@@ -7,25 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::image::Image;
+use tinyo_core::process::DOCKER_DEFAULT_CAPS;
 
-/// Docker's default capability set.
-pub const DEFAULT_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
+use crate::image::Image;
 
 /// Where tinyo-init is bound in the container.
 pub const INIT_PATH: &str = "/.tinyo-init";
@@ -88,7 +72,7 @@ pub fn capabilities(add: &[String], drop: &[String]) -> Result<Vec<String>> {
     let mut caps: Vec<String> = if add.iter().any(|c| c == "ALL") {
         known.iter().map(|c| c.to_string()).collect()
     } else {
-        DEFAULT_CAPS.iter().map(|c| c.to_string()).collect()
+        DOCKER_DEFAULT_CAPS.iter().map(|c| c.to_string()).collect()
     };
     for c in &add {
         if c != "ALL" && !caps.contains(c) {
@@ -328,7 +312,7 @@ mod tests {
         let c = capabilities(&["net_admin".into()], &["CAP_CHOWN".into()]).unwrap();
         assert!(c.contains(&"CAP_NET_ADMIN".to_string()));
         assert!(!c.contains(&"CAP_CHOWN".to_string()));
-        assert_eq!(c.len(), DEFAULT_CAPS.len());
+        assert_eq!(c.len(), DOCKER_DEFAULT_CAPS.len());
         let c = capabilities(&["KILL".into()], &["ALL".into()]).unwrap();
         assert_eq!(c, vec!["CAP_KILL"]);
         assert!(capabilities(&["FLY".into()], &[]).is_err());

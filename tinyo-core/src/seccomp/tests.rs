@@ -971,24 +971,6 @@ fn cache_miss_hit_and_recovery() {
 // ---------------------------------------------------------------------------------------
 // Podman's default profile.
 
-/// Docker's default capability set (the bounding set podman's profile is evaluated against).
-const DOCKER_DEFAULT_CAPS: [&str; 14] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
-
 const PODMAN_SOURCE: &str = "/usr/share/containers/seccomp.json";
 
 fn fixture_path() -> std::path::PathBuf {
@@ -1177,7 +1159,7 @@ fn podman_source_profile_converts_compiles_and_matches_the_fixture() {
         return;
     };
     let src: Value = serde_json::from_str(&text).expect("podman's profile is JSON");
-    let s = podman_to_oci(&src, &DOCKER_DEFAULT_CAPS);
+    let s = podman_to_oci(&src, crate::process::DOCKER_DEFAULT_CAPS);
     assert_eq!(
         s.architectures().as_deref(),
         Some(&[Arch::ScmpArchX86_64, Arch::ScmpArchX86, Arch::ScmpArchX32][..])
