@@ -442,6 +442,12 @@ impl Runtime {
     ) -> Result<Created, Error> {
         let fifo = lock.dir.join(FIFO);
         sys::mkfifo(&fifo, 0o600).map_err(io_err(format!("creating {}", fifo.display())))?;
+        // Writable by the container's user, whoever that is (it opens the FIFO by an O_PATH
+        // descriptor taken while root; the state directory stays closed to it).
+        fs::set_permissions(&fifo, fs::Permissions::from_mode(0o622)).map_err(io_err(format!(
+            "opening {} to the container's user",
+            fifo.display()
+        )))?;
         if let Some(m) = &prepared.idmaps {
             // The container's root opens the barrier from inside its user namespace.
             let (uid, gid) = (m.host_uid(0), m.host_gid(0));
@@ -574,22 +580,30 @@ impl Runtime {
                 }
             }
         }
-        if byte[0] == b'E' {
-            let mut msg = Vec::new();
-            loop {
-                let mut buf = [0u8; 4096];
-                match f.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => msg.extend_from_slice(&buf[..n]),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock && saved.alive() => {
-                        std::thread::sleep(std::time::Duration::from_micros(500));
-                    }
-                    Err(_) => break,
+        // Then the FIFO closes when the exec succeeds; after `0`, `E` and the reason tell of
+        // a failed exec.
+        let mut rest = Vec::new();
+        loop {
+            let mut buf = [0u8; 4096];
+            match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => rest.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && saved.alive() => {
+                    std::thread::sleep(std::time::Duration::from_micros(200));
                 }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
             }
+        }
+        let failure = if byte[0] == b'E' {
+            Some(&rest[..])
+        } else {
+            rest.strip_prefix(b"E")
+        };
+        if let Some(msg) = failure {
             let _ = fs::remove_file(&fifo);
             return Err(Error::Setup(
-                String::from_utf8_lossy(&msg).trim().to_string(),
+                String::from_utf8_lossy(msg).trim().to_string(),
             ));
         }
         fs::remove_file(&fifo).map_err(io_err(format!("removing {}", fifo.display())))?;
@@ -793,7 +807,12 @@ impl Runtime {
         drop(wr);
         drop(console);
         let mut first = [0u8; 1];
-        if rd.read(&mut first).unwrap_or(0) == 1 && first[0] == b'R' {
+        let mut after = Vec::new();
+        if rd.read(&mut first).unwrap_or(0) == 1
+            && first[0] == b'R'
+            && rd.read_to_end(&mut after).is_ok()
+            && after.is_empty()
+        {
             if let Some(p) = &opts.pid_file {
                 if let Err(e) = write_atomic(p, pid.to_string().as_bytes()) {
                     let _ = sys::kill(pid, libc::SIGKILL);
@@ -803,10 +822,12 @@ impl Runtime {
             }
             return Ok(pid);
         }
-        let mut buf = Vec::new();
+        let mut buf = after;
         let _ = rd.read_to_end(&mut buf);
         let _ = sys::waitpid(pid, 0);
-        let msg = String::from_utf8_lossy(&buf).trim().to_string();
+        let msg = String::from_utf8_lossy(buf.strip_prefix(b"E").unwrap_or(&buf))
+            .trim()
+            .to_string();
         Err(Error::Setup(if msg.is_empty() {
             "the exec process exited during setup".into()
         } else {
@@ -1191,7 +1212,6 @@ fn spawn(
                 reply: reply_rd,
                 console,
                 idmap_sock: idmap_child,
-                listener,
             };
             child_main(p, &ns_fds, fds)
         })) {
@@ -1203,7 +1223,6 @@ fn spawn(
     drop(wr);
     drop(state_fd);
     drop(console);
-    drop(listener);
     drop(reply_rd);
     let mut reply = fs::File::from(reply_wr);
     let fail = |msg: String| {
@@ -1237,6 +1256,17 @@ fn spawn(
         let n = rd.read(&mut first).unwrap_or(0);
         match (n, first[0]) {
             (1, b'R') => return Ok(pid),
+            (1, b'S') => {
+                // The container's seccomp listener: to the agent, with the state "creating".
+                let mut num = [0u8; 4];
+                let sent = rd
+                    .read_exact(&mut num)
+                    .map_err(|e| format!("reading the seccomp listener's number: {e}"))
+                    .and_then(|()| send_listener(p, pid, i32::from_le_bytes(num), &listener));
+                if let Err(e) = sent {
+                    return Err(fail(e));
+                }
+            }
             (1, b'H') => {
                 let state = hooks::state_json(&p.id, "creating", pid, &p.bundle, &p.annotations);
                 let ran = hooks::run("prestart", &p.hooks.prestart, &state)
@@ -1271,8 +1301,6 @@ struct ChildFds {
     console: Option<OwnedFd>,
     /// Where the idmapped mounts' detached trees arrive.
     idmap_sock: Option<OwnedFd>,
-    /// The seccomp agent's socket (`linux.seccomp.listenerPath`).
-    listener: Option<OwnedFd>,
 }
 
 /// The container process: never returns normally except to report failure on `sync`.
@@ -1283,7 +1311,6 @@ fn child_main(p: &Prepared, ns_fds: &[(libc::c_int, OwnedFd)], fds: ChildFds) {
         reply,
         console,
         idmap_sock,
-        listener,
     } = fds;
     let mut sync = fs::File::from(sync);
     let mut reply = fs::File::from(reply);
@@ -1295,12 +1322,7 @@ fn child_main(p: &Prepared, ns_fds: &[(libc::c_int, OwnedFd)], fds: ChildFds) {
     // Die with the creating process until setup is finished.
     let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as _, 0);
     let sync_ref = &sync;
-    // Our pid as the host sees it (for the seccomp agent): /proc is still the host's here.
-    let host_pid = fs::read_link("/proc/self")
-        .ok()
-        .and_then(|l| l.to_str().and_then(|s| s.parse::<i32>().ok()))
-        .unwrap_or(0);
-    let mut setup = || -> Result<std::path::PathBuf, String> {
+    let mut setup = || -> Result<(), String> {
         cgroup::join_self(&p.cgroups).map_err(|e| e.to_string())?;
         if p.idmaps.is_some() {
             // Wait until the runtime has written the maps, then become the namespace's root
@@ -1378,33 +1400,64 @@ fn child_main(p: &Prepared, ns_fds: &[(libc::c_int, OwnedFd)], fds: ChildFds) {
         if let Some(socket) = console.take() {
             terminal::setup(socket, p.console_size)?;
         }
-        p.process.resolve_exe().map_err(|e| e.to_string())
+        Ok(())
     };
-    let exe = match setup() {
-        Ok(exe) => exe,
+    if let Err(msg) = setup() {
+        return report(&mut sync, msg);
+    }
+    // The exec barrier, by an O_PATH descriptor taken while still root: the container's user
+    // opens it through /proc/self/fd, which needs no search permission on the state directory
+    // (as runc does).
+    let fifo = c"exec.fifo";
+    let fifo_path = match sys::open_path_at(state_fd.as_fd(), fifo) {
+        Ok(fd) => fd,
+        Err(e) => return report(&mut sync, format!("opening the exec barrier: {e}")),
+    };
+    let Ok(fifo_proc) = std::ffi::CString::new(format!("/proc/self/fd/{}", fifo_path.as_raw_fd()))
+    else {
+        return;
+    };
+    // The rest of the setup: everything that can fail does so here, and `create` reports it.
+    let (ready, notify) = match process::finish(&p.process, p.seccomp.as_ref()) {
+        Ok(r) => r,
         Err(msg) => return report(&mut sync, msg),
     };
+    // The seccomp agent gets the listener now, during create: the runtime takes it from us
+    // by pidfd_getfd (so no sendmsg under the filter) while we wait below.
+    if let (Some(n), true) = (&notify, p.seccomp_listener.is_some()) {
+        let mut msg = [0u8; 5];
+        msg[0] = b'S';
+        msg[1..].copy_from_slice(&n.as_raw_fd().to_le_bytes());
+        if sync.write_all(&msg).is_err() {
+            return;
+        }
+    }
     let _ = sys::prctl(libc::PR_SET_PDEATHSIG, 0, 0);
     if sync.write_all(b"R").is_err() {
         return;
     }
     drop(sync);
     drop(reply);
-    // The exec barrier: blocks until `start` opens the FIFO for reading.
-    let fifo = c"exec.fifo";
-    // SAFETY: `state_fd` is a live O_PATH directory descriptor and `fifo` NUL-terminated.
-    let fd = unsafe {
-        libc::openat(
-            state_fd.as_raw_fd(),
-            fifo.as_ptr(),
-            libc::O_WRONLY | libc::O_CLOEXEC,
-        )
-    };
+    // The exec barrier: blocks until `start` opens the FIFO for reading. Without a /proc in
+    // the container, the state directory's descriptor is the way (enough for its root).
+    // SAFETY: `fifo_proc` is NUL-terminated.
+    let mut fd = unsafe { libc::open(fifo_proc.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        // SAFETY: `state_fd` is a live O_PATH directory descriptor and `fifo` NUL-terminated.
+        fd = unsafe {
+            libc::openat(
+                state_fd.as_raw_fd(),
+                fifo.as_ptr(),
+                libc::O_WRONLY | libc::O_CLOEXEC,
+            )
+        };
+    }
     if fd < 0 {
         return;
     }
-    // SAFETY: openat just returned this descriptor and nothing else owns it.
+    // SAFETY: open just returned this descriptor and nothing else owns it.
     let mut f = fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    drop(fifo_path);
     drop(state_fd);
     // startContainer hooks: in the container, right before the exec; `start` waits for them
     // and fails with their error.
@@ -1422,29 +1475,34 @@ fn child_main(p: &Prepared, ns_fds: &[(libc::c_int, OwnedFd)], fds: ChildFds) {
             return;
         }
     }
+    // `0`: about to exec. The FIFO closes on a successful exec; a failed one writes `E` and
+    // why after it, so `start` fails with the reason (as runc's does).
     if f.write_all(b"0").is_err() {
         return;
     }
-    drop(f);
-    match process::apply_identity(&p.process, p.seccomp.as_ref()) {
-        Ok(Some(notify)) => {
-            if let (Some(sock), Some((_, metadata))) = (&listener, &p.seccomp_listener) {
-                let state = seccomp_agent_state(p, host_pid, metadata);
-                if let Err(e) = sys::send_fd(sock.as_fd(), notify.as_fd(), state.as_bytes()) {
-                    eprintln!("tinyo: sending the seccomp listener to the agent: {e}");
-                    return;
-                }
-            }
-        }
-        Ok(None) => {}
-        Err(msg) => {
-            eprintln!("tinyo: container setup: {msg}");
-            return;
-        }
-    }
-    drop(listener);
-    let err = process::exec(&p.process, &exe);
-    eprintln!("tinyo: {err}");
+    let err = process::exec(&ready);
+    let _ = f.write_all(b"E");
+    let _ = f.write_all(err.as_bytes());
+    drop(notify);
+}
+
+/// Takes the container's seccomp listener (descriptor `fd` of `pid`) and sends it to the agent
+/// on `listener` with the container's state.
+fn send_listener(
+    p: &Prepared,
+    pid: i32,
+    fd: i32,
+    listener: &Option<OwnedFd>,
+) -> Result<(), String> {
+    let (Some(sock), Some((_, metadata))) = (listener, &p.seccomp_listener) else {
+        return Ok(());
+    };
+    let notify = sys::pidfd_open(pid)
+        .and_then(|pidfd| sys::pidfd_getfd(pidfd.as_fd(), fd))
+        .map_err(|e| format!("taking the seccomp listener from the container process: {e}"))?;
+    let state = seccomp_agent_state(p, pid, metadata);
+    sys::send_fd(sock.as_fd(), notify.as_fd(), state.as_bytes())
+        .map_err(|e| format!("sending the seccomp listener to the agent: {e}"))
 }
 
 /// The runtime-spec `containerProcessState` a seccomp agent receives with the listener.
@@ -1457,7 +1515,7 @@ fn seccomp_agent_state(p: &Prepared, pid: i32, metadata: &str) -> String {
         "state": {
             "ociVersion": crate::OCI_SPEC_VERSION,
             "id": p.id,
-            "status": "running",
+            "status": "creating",
             "pid": pid,
             "bundle": p.bundle,
             "annotations": p.annotations,
@@ -1613,7 +1671,7 @@ fn exec_child(
 ) {
     let mut sync = fs::File::from(sync);
     let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as _, 0);
-    let setup = || -> Result<PathBuf, String> {
+    let setup = || -> Result<(process::Ready, Option<OwnedFd>), String> {
         cgroup::join_self(cgroups).map_err(|e| e.to_string())?;
         // The mount namespace last: the others are opened by descriptor, so order is free.
         let mut order: Vec<&(libc::c_int, OwnedFd)> = ns_fds
@@ -1640,31 +1698,27 @@ fn exec_child(
                 p.cwd.display()
             ));
         }
-        let exe = p.resolve_exe().map_err(|e| e.to_string())?;
         if let Some(socket) = console {
             terminal::setup(socket, console_size)?;
         }
-        Ok(exe)
+        process::finish(p, seccomp)
     };
-    let exe = match setup() {
-        Ok(exe) => exe,
+    let ready = match setup() {
+        Ok((ready, _)) => ready,
         Err(msg) => {
             let _ = sync.write_all(b"E");
             let _ = sync.write_all(msg.as_bytes());
             return;
         }
     };
+    // `R`: about to exec; the pipe closes on a successful exec, a failed one says why.
     let _ = sys::prctl(libc::PR_SET_PDEATHSIG, 0, 0);
     if sync.write_all(b"R").is_err() {
         return;
     }
-    drop(sync);
-    if let Err(msg) = process::apply_identity(p, seccomp) {
-        eprintln!("tinyo: exec setup: {msg}");
-        return;
-    }
-    let err = process::exec(p, &exe);
-    eprintln!("tinyo: {err}");
+    let err = process::exec(&ready);
+    let _ = sync.write_all(b"E");
+    let _ = sync.write_all(err.as_bytes());
 }
 
 /// `err: cause: cause` on one line.

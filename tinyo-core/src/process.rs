@@ -147,8 +147,19 @@ pub enum ProcessError {
     Sysctl(String),
     #[error("the config has no process to run")]
     NoProcess,
-    #[error("process.args[0] {0:?}: not found on the container's PATH or not executable")]
+    /// runc's words (Go's `exec.LookPath`), which podman and others map to exit code 127.
+    #[error("exec: {0:?}: executable file not found in $PATH")]
     NotFound(String),
+    /// A path that does not resolve (127 for podman): `stat PATH: no such file or directory`.
+    #[error("exec: {arg:?}: stat {path}: {why}")]
+    Missing {
+        arg: String,
+        path: String,
+        why: String,
+    },
+    /// A directory, a file without execute permission or on a noexec mount (126).
+    #[error("exec: {0:?}: permission denied")]
+    Denied(String),
 }
 
 impl ProcessPlan {
@@ -168,7 +179,12 @@ impl ProcessPlan {
         let user = process.user();
         p.uid = user.uid();
         p.gid = user.gid();
-        p.additional_gids = user.additional_gids().clone().unwrap_or_default();
+        // Duplicates are dropped, as runc does, before they reach setgroups(2).
+        for g in user.additional_gids().iter().flatten() {
+            if !p.additional_gids.contains(g) {
+                p.additional_gids.push(*g);
+            }
+        }
         p.umask = user.umask();
         for r in process.rlimits().iter().flatten() {
             let name = serde_name(&r.typ());
@@ -207,7 +223,8 @@ impl ProcessPlan {
             .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
     }
 
-    /// Looks args[0] up on the container's PATH (call after entering the root).
+    /// Looks args[0] up on the container's PATH (call after entering the root, as the
+    /// container's user), as runc (Go's `exec.LookPath`) does, with its error words.
     pub fn resolve_exe(&self) -> Result<PathBuf, ProcessError> {
         let arg0 = self.args.first().cloned().unwrap_or_default();
         if arg0.contains('/') {
@@ -216,19 +233,32 @@ impl ProcessPlan {
             } else {
                 self.cwd.join(&arg0)
             };
-            return if sys::is_executable(&p) {
-                Ok(p)
-            } else {
-                Err(ProcessError::NotFound(arg0))
+            return match executable(&p) {
+                Ok(true) => Ok(p),
+                Ok(false) => Err(ProcessError::Denied(arg0)),
+                Err(e) => Err(ProcessError::Missing {
+                    path: arg0.clone(),
+                    arg: arg0,
+                    why: sys::errno_text(&e),
+                }),
             };
+        }
+        if arg0.is_empty() {
+            return Err(ProcessError::NotFound(arg0));
         }
         self.path_var()
             .split(':')
-            .filter(|d| !d.is_empty())
-            .map(|d| Path::new(d).join(&arg0))
-            .find(|p| sys::is_executable(p))
+            .map(|d| Path::new(if d.is_empty() { "." } else { d }).join(&arg0))
+            .find(|p| matches!(executable(p), Ok(true)))
             .ok_or(ProcessError::NotFound(arg0))
     }
+}
+
+/// Whether `path` is a file this process may execute (`Ok(false)`: it exists but is a
+/// directory, lacks execute permission or is on a noexec mount); the `stat` error otherwise.
+fn executable(path: &Path) -> io::Result<bool> {
+    let m = std::fs::metadata(path)?;
+    Ok(m.is_file() && sys::is_executable(path))
 }
 
 fn ctx(r: io::Result<()>, what: impl FnOnce() -> String) -> Result<(), String> {
@@ -271,16 +301,36 @@ pub fn apply_system(p: &ProcessPlan, uts: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Switches to the container user and capabilities, cwd and umask. Run after the exec
-/// barrier (it drops the privileges the barrier still needs).
+/// The program to exec, with its arguments and environment converted up front: nothing
+/// between the seccomp filter and `execve` allocates or makes a syscall a profile may refuse.
+#[derive(Debug)]
+pub struct Ready {
+    exe: PathBuf,
+    path: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+}
+
+impl Ready {
+    /// The resolved program.
+    pub fn exe(&self) -> &Path {
+        &self.exe
+    }
+}
+
+/// The last of the process's setup, run in the container root once mounts, hooks and system
+/// settings are done: descriptors close-on-exec, signals reset, the container user and
+/// capabilities, cwd and umask, the program looked up as that user, and the seccomp filter.
+/// After it only [`exec`] remains, so every failure of setup is reported here (and so by
+/// `create`), as runc does.
 ///
-/// `seccomp` is installed here too: right before exec with `noNewPrivileges`, else before the
-/// user changes, while CAP_SYS_ADMIN is still held (as runc does). Returns the user
+/// The filter goes in as late as it can: last with `noNewPrivileges`; without it, before the
+/// user changes, while CAP_SYS_ADMIN is still held (as runc and crun do). Returns the user
 /// notification listener when the filter has one.
-pub fn apply_identity(
+pub fn finish(
     p: &ProcessPlan,
     seccomp: Option<&crate::seccomp::Compiled>,
-) -> Result<Option<std::os::fd::OwnedFd>, String> {
+) -> Result<(Ready, Option<std::os::fd::OwnedFd>), String> {
     p.labels.apply()?;
     let mut listener = None;
     let install = |listener: &mut Option<std::os::fd::OwnedFd>| {
@@ -309,6 +359,20 @@ pub fn apply_identity(
             }
         }
     }
+    // No descriptor of the runtime's reaches the program (CVE-2024-21626); those passed on
+    // with --preserve-fds stay open.
+    let first = 3 + p.preserve_fds;
+    ctx(sys::cloexec_from(first), || {
+        "marking descriptors close-on-exec".into()
+    })?;
+    for fd in 3..first {
+        ctx(sys::clear_cloexec(fd as i32), || {
+            format!("--preserve-fds: descriptor {fd}")
+        })?;
+    }
+    ctx(sys::reset_signals(), || {
+        "resetting signal dispositions".into()
+    })?;
     if !p.no_new_privileges {
         install(&mut listener)?;
     }
@@ -336,10 +400,14 @@ pub fn apply_identity(
         for cap in 0..=last_cap {
             if ambient & (1 << cap) != 0 {
                 let raise = libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong;
-                ctx(
-                    sys::prctl(libc::PR_CAP_AMBIENT, raise, cap as _).map(drop),
-                    || format!("raising ambient capability {cap}"),
-                )?;
+                match sys::prctl(libc::PR_CAP_AMBIENT, raise, cap as _) {
+                    Ok(_) => {}
+                    // Not in the permitted and inheritable sets (runc's default config lists
+                    // ambient capabilities but no inheritable ones), or unknown to this
+                    // kernel: skipped, as runc and crun do.
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EINVAL)) => {}
+                    Err(e) => return Err(format!("raising ambient capability {cap}: {e}")),
+                }
             }
         }
     } else if p.uid != 0 {
@@ -353,6 +421,18 @@ pub fn apply_identity(
         format!("process.cwd {}", p.cwd.display())
     })?;
     sys::umask(p.umask.unwrap_or(0o022));
+    let exe = p.resolve_exe().map_err(|e| e.to_string())?;
+    let to_c =
+        |v: &[String]| -> Result<Vec<CString>, io::Error> { v.iter().map(sys::cstr).collect() };
+    let (Ok(argv), Ok(envp), Ok(path)) = (to_c(&p.args), to_c(&p.env), sys::cstr(&exe)) else {
+        return Err("process.args or env contain a NUL byte".into());
+    };
+    let ready = Ready {
+        exe,
+        path,
+        argv,
+        envp,
+    };
     if p.no_new_privileges {
         ctx(
             sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0).map(drop),
@@ -360,27 +440,14 @@ pub fn apply_identity(
         )?;
         install(&mut listener)?;
     }
-    Ok(listener)
+    Ok((ready, listener))
 }
 
-/// Execs the process; returns only with the reason it failed.
-pub fn exec(p: &ProcessPlan, exe: &Path) -> String {
-    let to_c =
-        |v: &[String]| -> Result<Vec<CString>, io::Error> { v.iter().map(sys::cstr).collect() };
-    let (Ok(argv), Ok(envp), Ok(path)) = (to_c(&p.args), to_c(&p.env), sys::cstr(exe)) else {
-        return "process.args or env contain a NUL byte".into();
-    };
-    let first = 3 + p.preserve_fds;
-    if let Err(e) = sys::cloexec_from(first) {
-        return format!("marking descriptors close-on-exec: {e}");
-    }
-    for fd in 3..first {
-        if let Err(e) = sys::clear_cloexec(fd as i32) {
-            return format!("--preserve-fds: descriptor {fd}: {e}");
-        }
-    }
-    let err = sys::execve(&path, &argv, &envp);
-    format!("exec {}: {err}", exe.display())
+/// Execs the process; returns only with the reason it failed, in runc's words
+/// (`exec /bin/x: no such file or directory`).
+pub fn exec(ready: &Ready) -> String {
+    let err = sys::execve(&ready.path, &ready.argv, &ready.envp);
+    format!("exec {}: {}", ready.exe.display(), sys::errno_text(&err))
 }
 
 /// Capability names of a mask (for tests and messages).

@@ -627,12 +627,140 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((r, w))
 }
 
-/// Marks every descriptor from `first` up close-on-exec.
+/// Marks every descriptor from `first` up close-on-exec: `close_range(CLOSE_RANGE_CLOEXEC)`,
+/// or, where the kernel or a seccomp profile refuses it (`ENOSYS`, `EPERM`, `EINVAL`), one
+/// `fcntl` per descriptor listed in `/proc/self/fd` (or up to the descriptor limit without it).
 pub fn cloexec_from(first: u32) -> io::Result<()> {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: integer arguments only; nothing is closed, only flagged.
     let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
-    check_long(r).map(drop)
+    match check_long(r) {
+        Ok(_) => Ok(()),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ENOSYS | libc::EPERM | libc::EINVAL)
+            ) =>
+        {
+            cloexec_sweep(first)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The fallback of [`cloexec_from`]: `FD_CLOEXEC` on each open descriptor from `first` up.
+pub fn cloexec_sweep(first: u32) -> io::Result<()> {
+    let fds: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
+        // The listing's own descriptor is among them; flagging it too is harmless.
+        Ok(dir) => dir
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect(),
+        Err(_) => {
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: `lim` is a valid rlimit to fill in.
+            check(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) })?;
+            (0..lim.rlim_cur.min(1 << 20) as RawFd).collect()
+        }
+    };
+    for fd in fds.into_iter().filter(|&fd| fd >= first as RawFd) {
+        // SAFETY: integer arguments only; a descriptor that is not open fails with EBADF.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        if flags < 0 {
+            continue;
+        }
+        // SAFETY: as above.
+        check(unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) })?;
+    }
+    Ok(())
+}
+
+/// Every signal back to its default action and none blocked: what a freshly exec'd program
+/// expects, whatever this process (a Rust binary ignores `SIGPIPE`) had set.
+pub fn reset_signals() -> io::Result<()> {
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // The kernel's own sigaction, not the C library's, which refuses the signals it
+        // reserves (32, 33) though they may have been inherited ignored.
+        #[repr(C)]
+        struct KernelSigaction {
+            handler: libc::sighandler_t,
+            flags: libc::c_ulong,
+            restorer: usize,
+            mask: u64,
+        }
+        let act = KernelSigaction {
+            handler: libc::SIG_DFL,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        // SAFETY: `act` is a valid kernel sigaction for the duration of the call; SIG_DFL
+        // needs no restorer; the old action is not asked for.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &act as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
+    }
+    // SAFETY: sigset_t is plain data; all-zero is the empty set.
+    let set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t; the old mask is not asked for.
+    check(unsafe { libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) })?;
+    Ok(())
+}
+
+/// `pidfd_open(2)`.
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: integer arguments only.
+    let fd = check_long(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
+    // SAFETY: pidfd_open just returned this descriptor and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `pidfd_getfd(2)`: a copy of descriptor `fd` of the process behind `pidfd`.
+pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: integer arguments only.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
+    let fd = check_long(r)?;
+    // SAFETY: pidfd_getfd just returned this descriptor and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// An `O_PATH` descriptor of `name` in the directory `dir` (no permission on the file needed).
+pub fn open_path_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: `dir` is live and `name` NUL-terminated.
+    let fd = check(unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_PATH | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: openat just returned this descriptor and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The text of an errno as Go (and so runc) prints it: `no such file or directory`.
+pub fn errno_text(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => {
+            // SAFETY: strerror returns a valid NUL-terminated string for any errno value.
+            let text = unsafe { libc::strerror(n) };
+            // SAFETY: as above; the string is copied before anything else runs.
+            let s = unsafe { CStr::from_ptr(text) };
+            s.to_string_lossy().to_lowercase()
+        }
+        None => e.to_string(),
+    }
 }
 
 /// `execve(2)`; returns only on failure.

@@ -1,0 +1,256 @@
+//! Conformance with runc on what its clients depend on: `runc spec`'s own config, signal
+//! dispositions a container starts with, runc's error words for a program that cannot be
+//! executed, setup failures that must fail `create`, and a seccomp profile that allows only
+//! what a shell needs. runc is the oracle wherever it can run the same bundle.
+//!
+//! Runtimes run inside `unshare --mount --propagation private` (see `tinyo_tests::oci`).
+
+use std::process::Command;
+
+use tinyo_tests::busybox::Bundle;
+use tinyo_tests::host::unique;
+use tinyo_tests::oci::Runtime;
+
+/// The config `runc spec` writes (runc 1.1: ambient capabilities without inheritable ones),
+/// made non-interactive and given a shell probe.
+fn runc_spec_bundle(id: &str, script: &str) -> Bundle {
+    let bundle = Bundle::new(id, &["true"]);
+    std::fs::remove_file(bundle.path().join("config.json")).unwrap();
+    let st = Command::new(tinyo_tests::host::require_tool("runc", "runc"))
+        .arg("spec")
+        .current_dir(bundle.path())
+        .status()
+        .unwrap();
+    assert!(st.success(), "runc spec");
+    let mut cfg = bundle.config();
+    assert!(cfg["process"]["capabilities"]["inheritable"].is_null());
+    assert!(cfg["process"]["capabilities"]["ambient"].is_array());
+    cfg["process"]["terminal"] = false.into();
+    cfg["process"]["args"] = serde_json::json!(["/bin/sh", "-c", script]);
+    cfg["root"]["readonly"] = false.into();
+    cfg["linux"]["cgroupsPath"] = format!("tinyo-test-{id}").into();
+    bundle.write_config(&cfg);
+    bundle
+}
+
+#[test]
+fn runc_spec_default_config_runs_as_under_runc() {
+    let id = unique("cf-spec");
+    let bundle = runc_spec_bundle(&id, "grep -E '^(Cap|NoNewPrivs)' /proc/self/status; id");
+    let (rc, want, rerr) = Runtime::runc().run(&bundle, &id);
+    assert_eq!(rc, Some(0), "runc: {want}\n{rerr}");
+    let (tc, got, terr) = Runtime::tinyo().run(&bundle, &id);
+    assert_eq!(tc, Some(0), "tinyo: {got}\n{terr}");
+    assert_eq!(
+        got, want,
+        "tinyo (left) vs runc (right); tinyo stderr {terr}"
+    );
+}
+
+/// Traps every catchable signal 1–31 but SIGKILL and SIGSTOP, sends each to itself and
+/// prints which arrived.
+const TRAPS: &str = "for s in $(seq 1 31); do [ $s = 9 ] || [ $s = 19 ] && continue; \
+    trap \"echo got $s\" $s; kill -$s $$; done";
+
+#[test]
+fn every_signal_is_trappable_in_the_container() {
+    let id = unique("cf-sig");
+    let bundle = Bundle::new(&id, &["/bin/sh", "-c", TRAPS]);
+    let traps: String = (1..=31)
+        .filter(|s| *s != 9 && *s != 19)
+        .map(|s| format!("got {s}\n"))
+        .collect();
+    for rt in [Runtime::runc(), Runtime::tinyo()] {
+        let (code, out, err) = rt.run(&bundle, &id);
+        assert_eq!(code, Some(0), "{}: {out}\n{err}", rt.name);
+        assert_eq!(out, traps, "{}: stderr {err}", rt.name);
+    }
+    // The container's first program starts with nothing ignored and nothing blocked (runc
+    // leaves signal 32, the Go runtime's, ignored).
+    let probe = Bundle::new(
+        &id,
+        &["/bin/grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"],
+    );
+    let (code, out, err) = Runtime::tinyo().run(&probe, &id);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out,
+        "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
+    );
+}
+
+/// What follows runc's `unable to start container process: ` (or tinyo's last `: `-free
+/// prefix): the part podman reads to choose exit code 126 or 127.
+fn exec_error(stderr: &str) -> String {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("exec"))
+        .unwrap_or(stderr);
+    let line = line.trim_end_matches('"');
+    let at = line
+        .find("exec: ")
+        .or_else(|| line.find("exec "))
+        .unwrap_or(0);
+    line[at..].replace("\\\"", "\"")
+}
+
+#[test]
+fn exec_errors_use_runcs_words() {
+    let cases = [
+        ("/no/such/command", "no such file or directory"),
+        ("nosuch", "executable file not found in $PATH"),
+        ("/etc", "permission denied"),
+        ("/etc/passwd", "permission denied"),
+    ];
+    let (runc, tinyo) = (Runtime::runc(), Runtime::tinyo());
+    for (cmd, words) in cases {
+        let id = unique("cf-exec");
+        let bundle = Bundle::new(&id, &[cmd]);
+        let (rc, _, rerr) = runc.run(&bundle, &id);
+        let (tc, _, terr) = tinyo.run(&bundle, &id);
+        assert_ne!(rc, Some(0), "runc {cmd}");
+        assert_ne!(tc, Some(0), "tinyo {cmd}");
+        assert!(exec_error(&rerr).ends_with(words), "runc {cmd}: {rerr}");
+        assert_eq!(exec_error(&terr), exec_error(&rerr), "tinyo {cmd}: {terr}");
+        // create fails, so no container is left to delete.
+        assert!(!tinyo.out(&["state", &id]).status.success());
+    }
+}
+
+#[test]
+fn exec_into_a_running_container_fails_with_runcs_words() {
+    let rt = Runtime::tinyo();
+    let id = unique("cf-exec2");
+    let bundle = Bundle::new(&id, &["sleep", "100"]);
+    rt.track(&id);
+    rt.ok(&[
+        "run",
+        "-d",
+        "--bundle",
+        bundle.path().to_str().unwrap(),
+        &id,
+    ]);
+    rt.wait_status(&id, "running");
+    for (cmd, words) in [
+        ("/etc", "exec: \"/etc\": permission denied"),
+        (
+            "nosuch",
+            "exec: \"nosuch\": executable file not found in $PATH",
+        ),
+    ] {
+        let o = rt.out(&["exec", &id, cmd]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_ne!(o.status.code(), Some(0), "{cmd}");
+        assert!(err.contains(words), "{cmd}: {err}");
+    }
+    rt.ok(&["delete", "--force", &id]);
+}
+
+#[test]
+fn setup_failures_fail_create_not_the_container() {
+    // Effective capabilities beyond the permitted set: capset(2) refuses them.
+    let rt = Runtime::tinyo();
+    let id = unique("cf-caps");
+    let bundle = Bundle::new(&id, &["true"]);
+    let mut cfg = bundle.config();
+    cfg["process"]["capabilities"]["effective"] = serde_json::json!(["CAP_SYS_ADMIN"]);
+    cfg["process"]["capabilities"]["permitted"] = serde_json::json!(["CAP_KILL"]);
+    bundle.write_config(&cfg);
+    rt.track(&id);
+    let o = rt.out(&["create", "--bundle", bundle.path().to_str().unwrap(), &id]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_ne!(o.status.code(), Some(0), "create must fail: {err}");
+    assert!(err.contains("setting capabilities"), "{err}");
+    assert!(!rt.out(&["state", &id]).status.success(), "nothing left");
+}
+
+#[test]
+fn duplicate_additional_gids_are_dropped_like_runc() {
+    let id = unique("cf-gids");
+    let bundle = Bundle::new(&id, &["/bin/sh", "-c", "grep Groups /proc/self/status"]);
+    let mut cfg = bundle.config();
+    cfg["process"]["user"] =
+        serde_json::json!({"uid": 0, "gid": 0, "additionalGids": [10, 10, 1, 10]});
+    bundle.write_config(&cfg);
+    let (rc, want, rerr) = Runtime::runc().run(&bundle, &id);
+    assert_eq!(rc, Some(0), "runc: {rerr}");
+    let (tc, got, terr) = Runtime::tinyo().run(&bundle, &id);
+    assert_eq!(tc, Some(0), "tinyo: {terr}");
+    assert_eq!(got, want);
+    assert_eq!(got.trim(), "Groups:\t1 10");
+}
+
+/// An allow-list with what busybox's shell needs and nothing of a runtime's own
+/// (no `close_range`, `sendmsg`, `capset`, `setuid` …).
+const SHELL_SYSCALLS: &[&str] = &[
+    "execve",
+    "arch_prctl",
+    "set_tid_address",
+    "brk",
+    "mmap",
+    "munmap",
+    "mprotect",
+    "read",
+    "write",
+    "writev",
+    "open",
+    "openat",
+    "close",
+    "fstat",
+    "newfstatat",
+    "stat",
+    "lstat",
+    "statx",
+    "exit",
+    "exit_group",
+    "rt_sigaction",
+    "rt_sigprocmask",
+    "rt_sigreturn",
+    "getpid",
+    "getppid",
+    "getuid",
+    "geteuid",
+    "getgid",
+    "getegid",
+    "ioctl",
+    "fcntl",
+    "uname",
+    "getcwd",
+    "dup2",
+    "dup3",
+    "wait4",
+    "clone",
+    "fork",
+    "vfork",
+    "lseek",
+    "access",
+    "faccessat",
+    "faccessat2",
+    "getdents64",
+    "prlimit64",
+    "sigaltstack",
+    "futex",
+];
+
+#[test]
+fn a_shell_only_seccomp_profile_runs_the_container() {
+    let rt = Runtime::tinyo();
+    let id = unique("cf-seccomp");
+    let bundle = Bundle::new(
+        &id,
+        &["/bin/sh", "-c", "echo hello; ls / >/dev/null; echo done"],
+    );
+    let mut cfg = bundle.config();
+    cfg["linux"]["seccomp"] = serde_json::json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": SHELL_SYSCALLS, "action": "SCMP_ACT_ALLOW"}],
+    });
+    // With noNewPrivileges (runc spec's default) the filter is the last step before execve,
+    // so nothing of the runtime's own setup runs under it.
+    cfg["process"]["noNewPrivileges"] = true.into();
+    bundle.write_config(&cfg);
+    let (code, out, err) = rt.run(&bundle, &id);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_eq!(out, "hello\ndone\n", "{err}");
+}
