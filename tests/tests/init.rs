@@ -381,6 +381,10 @@ echo "zombies=$(zombies)"
     let (code, _, err) = Running::start(Command::new(init()).arg("true"), || {}).finish();
     assert_eq!(code, 0);
     assert_eq!(err.matches("not running as PID 1").count(), 1, "{err}");
+    assert!(
+        err.contains("zombie reaping won't work"),
+        "tini's words: {err}"
+    );
     let (code, _, err) = Running::start(
         Command::new(init()).arg("true").env("TINI_SUBREAPER", ""),
         || {},
@@ -388,6 +392,48 @@ echo "zombies=$(zombies)"
     .finish();
     assert_eq!(code, 0);
     assert_eq!(err, "", "TINI_SUBREAPER makes it a subreaper");
+}
+
+#[test]
+fn reaped_zombies_are_reported_in_tinis_words() {
+    require_root();
+    let mut cmd = Command::new(init());
+    cmd.args(["-s", "-w", "--", "sh", "-c", "(sleep 0.1 &); sleep 0.5"]);
+    let (code, _, err) = Running::start(&mut cmd, || {}).finish();
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("Reaped zombie process with pid="), "{err}");
+}
+
+#[test]
+fn the_program_starts_with_default_signals_and_none_blocked() {
+    // The caller ignores SIGPIPE (as every Rust program does) and SIGUSR1: the program must
+    // still see every signal at its default and be able to trap them.
+    let script = format!(
+        "trap '' PIPE USR1; exec {} -s -- sh -c \"grep -E '^Sig(Ign|Blk)' /proc/\\$\\$/status; \
+         trap 'echo got PIPE' PIPE; kill -PIPE \\$\\$\"",
+        init().display()
+    );
+    let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("SigBlk:\t0000000000000000\n"), "{text}");
+    assert!(text.contains("got PIPE"), "{text}");
+    // The shell's own mask, before its traps: nothing ignored but what sh -c ignores itself.
+    let ign = text
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:\t"))
+        .and_then(|m| u64::from_str_radix(m, 16).ok())
+        .unwrap();
+    let bit = |sig: u32| 1u64 << (sig - 1);
+    assert_eq!(
+        ign & (bit(13) | bit(10)),
+        0,
+        "SIGPIPE/SIGUSR1 still ignored: {text}"
+    );
 }
 
 #[test]

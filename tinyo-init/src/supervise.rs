@@ -162,7 +162,8 @@ fn setup(opts: &Options) -> Result<(c_int, Saved), c_int> {
         if r != 0 || flag == 0 {
             Line::new()
                 .s(b"tinyo-init: warning: not running as PID 1 and not a child subreaper: ")
-                .s(b"orphans will not be reaped (use -s or set TINI_SUBREAPER)")
+                .s(b"orphans are not re-parented here, so zombie reaping won't work ")
+                .s(b"(use -s or set TINI_SUBREAPER, or run as PID 1)")
                 .err();
         }
     }
@@ -265,16 +266,42 @@ fn exec_child(argv: *const *const c_char, saved: &Saved, foreground: bool) -> ! 
                 .err();
         }
     }
-    // SAFETY: the saved values came from sigaction and are valid; null old pointers are allowed.
-    unsafe { libc::sigaction(libc::SIGTTIN, &saved.ttin, ptr::null_mut()) };
-    // SAFETY: as above.
-    unsafe { libc::sigaction(libc::SIGTTOU, &saved.ttou, ptr::null_mut()) };
-    // SAFETY: as above.
-    unsafe { libc::sigaction(libc::SIGCHLD, &saved.chld, ptr::null_mut()) };
-    // SAFETY: resetting a disposition to the default.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    // SAFETY: `saved.mask` is the valid mask sigprocmask returned.
-    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &saved.mask, ptr::null_mut()) };
+    let _ = saved;
+    // Every signal to its default action and none blocked, whatever the caller had: the
+    // program must be able to trap each one (a shell cannot trap a signal ignored on entry).
+    // The kernel's sigaction, not the C library's, which refuses the signals it reserves.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: libc::sighandler_t,
+        flags: libc::c_ulong,
+        restorer: usize,
+        mask: u64,
+    }
+    let dfl = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // SAFETY: `dfl` is a valid kernel sigaction for the call; SIG_DFL needs no
+            // restorer; the old action is not asked for.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    &dfl as *const KernelSigaction,
+                    ptr::null_mut::<KernelSigaction>(),
+                    8usize,
+                )
+            };
+        }
+    }
+    // SAFETY: sigset_t is plain data; all-zero is the empty set.
+    let empty: libc::sigset_t = unsafe { zeroed() };
+    // SAFETY: `empty` is a valid sigset_t; the old mask is not asked for.
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &empty, ptr::null_mut()) };
     // SAFETY: argv is a NULL-terminated array of valid strings with a non-null first element.
     let name = unsafe { *argv };
     // SAFETY: as above.
@@ -385,7 +412,8 @@ fn reap(opts: &Options, child: libc::pid_t) -> Option<c_int> {
                 code = Some(c);
             } else if opts.warn_on_reap || log(opts, 3) {
                 Line::new()
-                    .s(b"tinyo-init: reaped zombie process ")
+                    // tini's words, which its test suite and users' tooling look for.
+                    .s(b"tinyo-init: Reaped zombie process with pid=")
                     .n(i64::from(pid))
                     .err();
             }
