@@ -81,8 +81,43 @@ fn main() {
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("tinyo-shim: {e:#}");
-            std::process::exit(125);
+            let msg = format!("{e:#}");
+            eprintln!("tinyo-shim: {msg}");
+            std::process::exit(exit_code(&msg));
         }
+    }
+}
+
+/// docker's exit codes for a failed `run`: 127 when the command does not exist, 126 when it
+/// cannot be executed, 125 for any other error (the runtime's words, as runc's, tell which).
+fn exit_code(msg: &str) -> i32 {
+    let Some(at) = msg.find("exec: \"").or_else(|| msg.find("exec /")) else {
+        return 125;
+    };
+    let tail = &msg[at..];
+    if tail.contains("executable file not found in $PATH")
+        || tail.contains("no such file or directory")
+    {
+        127
+    } else if tail.contains("permission denied") {
+        126
+    } else {
+        125
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn exec_failures_get_dockers_exit_codes() {
+        let c = super::exit_code;
+        assert_eq!(
+            c(r#"creating: exec: "nosuch": executable file not found in $PATH"#),
+            127
+        );
+        assert_eq!(c(r#"exec: "/x": stat /x: no such file or directory"#), 127);
+        assert_eq!(c(r#"exec: "/etc": permission denied"#), 126);
+        assert_eq!(c("exec /bin/x: permission denied"), 126);
+        assert_eq!(c("pulling alpine: no such file or directory"), 125);
     }
 }
