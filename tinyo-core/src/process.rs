@@ -311,13 +311,6 @@ pub struct Ready {
     envp: Vec<CString>,
 }
 
-impl Ready {
-    /// The resolved program.
-    pub fn exe(&self) -> &Path {
-        &self.exe
-    }
-}
-
 /// The last of the process's setup, run in the container root once mounts, hooks and system
 /// settings are done: descriptors close-on-exec, signals reset, the container user and
 /// capabilities, cwd and umask, the program looked up as that user, and the seccomp filter.

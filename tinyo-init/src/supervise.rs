@@ -21,14 +21,6 @@ const UNBLOCKED: [c_int; 9] = [
     libc::SIGTTOU,
 ];
 
-/// What the program must get back before exec: the caller's mask and dispositions.
-struct Saved {
-    mask: libc::sigset_t,
-    ttin: libc::sigaction,
-    ttou: libc::sigaction,
-    chld: libc::sigaction,
-}
-
 /// Supervises `argv` (`argv[0]` is looked up in PATH) and returns the exit code to exit with:
 /// the program's, 128+N if it died of signal N (then mapped by [`Options::remap`]), 126 or 127
 /// if it could not be executed, 2 if `argv` is empty, 1 if the supervisor itself failed.
@@ -108,13 +100,13 @@ fn log(opts: &Options, level: u8) -> bool {
 
 /// Runs `argv` (or nothing, in pause mode when it is null) and supervises until done.
 fn supervise(opts: &Options, argv: *const *const c_char) -> c_int {
-    let (sfd, saved) = match setup(opts) {
+    let sfd = match setup(opts) {
         Ok(x) => x,
         Err(code) => return code,
     };
     let mut child: libc::pid_t = 0;
     if !argv.is_null() {
-        child = spawn(opts, argv, &saved);
+        child = spawn(opts, argv);
         if child < 0 {
             close(sfd);
             return EXIT_FATAL;
@@ -131,7 +123,7 @@ fn close(fd: c_int) {
 }
 
 /// Parent-death signal, subreaper, the not-PID-1 warning, then the signal mask and signalfd.
-fn setup(opts: &Options) -> Result<(c_int, Saved), c_int> {
+fn setup(opts: &Options) -> Result<c_int, c_int> {
     if opts.parent_death_signal != 0 {
         let sig = opts.parent_death_signal as libc::c_ulong;
         // SAFETY: PR_SET_PDEATHSIG takes a signal number.
@@ -168,9 +160,7 @@ fn setup(opts: &Options) -> Result<(c_int, Saved), c_int> {
         }
     }
 
-    // SAFETY: sigset_t and sigaction are plain data; all-zero is a valid value of both.
-    let mut saved: Saved = unsafe { zeroed() };
-    // SAFETY: as above.
+    // SAFETY: sigset_t is plain data; all-zero is a valid value.
     let mut set: libc::sigset_t = unsafe { zeroed() };
     // SAFETY: `set` is a valid sigset_t.
     unsafe { libc::sigfillset(&mut set) };
@@ -180,11 +170,12 @@ fn setup(opts: &Options) -> Result<(c_int, Saved), c_int> {
     }
     // SIGCHLD must not be ignored, or children would be reaped by the kernel before we can
     // read the program's status.
-    disposition(libc::SIGCHLD, libc::SIG_DFL, &mut saved.chld);
-    disposition(libc::SIGTTIN, libc::SIG_IGN, &mut saved.ttin);
-    disposition(libc::SIGTTOU, libc::SIG_IGN, &mut saved.ttou);
-    // SAFETY: both pointers refer to valid sigset_t values.
-    if unsafe { libc::sigprocmask(libc::SIG_SETMASK, &set, &mut saved.mask) } != 0 {
+    disposition(libc::SIGCHLD, libc::SIG_DFL);
+    disposition(libc::SIGTTIN, libc::SIG_IGN);
+    disposition(libc::SIGTTOU, libc::SIG_IGN);
+    // SAFETY: `set` is a valid sigset_t; the old mask is not asked for (the program gets
+    // an empty one).
+    if unsafe { libc::sigprocmask(libc::SIG_SETMASK, &set, ptr::null_mut()) } != 0 {
         let e = errno();
         Line::new()
             .s(b"tinyo-init: cannot block signals: ")
@@ -202,20 +193,20 @@ fn setup(opts: &Options) -> Result<(c_int, Saved), c_int> {
             .err();
         return Err(EXIT_FATAL);
     }
-    Ok((sfd, saved))
+    Ok(sfd)
 }
 
-/// Sets the disposition of `sig` to `handler`, saving the old one in `old`.
-fn disposition(sig: c_int, handler: libc::sighandler_t, old: &mut libc::sigaction) {
+/// Sets the disposition of `sig` to `handler`.
+fn disposition(sig: c_int, handler: libc::sighandler_t) {
     // SAFETY: sigaction is plain data; all-zero is valid (empty mask, no flags).
     let mut new: libc::sigaction = unsafe { zeroed() };
     new.sa_sigaction = handler;
-    // SAFETY: both pointers refer to valid sigaction values.
-    unsafe { libc::sigaction(sig, &new, old) };
+    // SAFETY: `new` is a valid sigaction; the old one is not asked for.
+    unsafe { libc::sigaction(sig, &new, ptr::null_mut()) };
 }
 
 /// Forks and execs the program; returns its pid, or -1 if fork failed.
-fn spawn(opts: &Options, argv: *const *const c_char, saved: &Saved) -> libc::pid_t {
+fn spawn(opts: &Options, argv: *const *const c_char) -> libc::pid_t {
     // Hand the terminal over only if we hold it: stdin is a terminal and our process group is
     // its foreground group.
     // SAFETY: isatty, tcgetpgrp and getpgrp only take descriptors and cannot corrupt memory.
@@ -230,7 +221,7 @@ fn spawn(opts: &Options, argv: *const *const c_char, saved: &Saved) -> libc::pid
         return -1;
     }
     if pid == 0 {
-        exec_child(argv, saved, foreground);
+        exec_child(argv, foreground);
     }
     // Also from the parent, so that `-g` reaches the group even before the child runs.
     // Failure means the child already did it (or exec'd after doing it).
@@ -250,7 +241,7 @@ fn spawn(opts: &Options, argv: *const *const c_char, saved: &Saved) -> libc::pid
 }
 
 /// In the forked child: own process group, the terminal, the caller's signal state, exec.
-fn exec_child(argv: *const *const c_char, saved: &Saved, foreground: bool) -> ! {
+fn exec_child(argv: *const *const c_char, foreground: bool) -> ! {
     // SAFETY: setpgid takes only ids.
     unsafe { libc::setpgid(0, 0) };
     if foreground {
@@ -266,7 +257,6 @@ fn exec_child(argv: *const *const c_char, saved: &Saved, foreground: bool) -> ! 
                 .err();
         }
     }
-    let _ = saved;
     // Every signal to its default action and none blocked, whatever the caller had: the
     // program must be able to trap each one (a shell cannot trap a signal ignored on entry).
     // The kernel's sigaction, not the C library's, which refuses the signals it reserves.
