@@ -254,3 +254,77 @@ fn a_shell_only_seccomp_profile_runs_the_container() {
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert_eq!(out, "hello\ndone\n", "{err}");
 }
+
+/// The optional fields of the container's `/` in its mountinfo: what its propagation is.
+const ROOT_PROPAGATION: &str = "awk '$5 == \"/\" { for (i = 7; $i != \"-\"; i++) \
+    { sub(/:.*/, \"\", $i); printf \"%s \", $i } print \"end\" }' /proc/self/mountinfo";
+
+#[test]
+fn every_rootfs_propagation_runs_with_and_without_pivot_root() {
+    let rt = Runtime::tinyo();
+    for (mode, want) in [
+        ("private", "end"),
+        ("rprivate", "end"),
+        ("shared", "shared end"),
+        ("rshared", "shared end"),
+        // A slave of a private mount (the test's namespace is private) has no master.
+        ("slave", "end"),
+        ("rslave", "end"),
+        ("unbindable", "unbindable end"),
+        ("runbindable", "unbindable end"),
+    ] {
+        for no_pivot in [false, true] {
+            let id = unique("cf-prop");
+            let bundle = Bundle::new(&id, &["/bin/sh", "-c", ROOT_PROPAGATION]);
+            let mut cfg = bundle.config();
+            cfg["linux"]["rootfsPropagation"] = mode.into();
+            bundle.write_config(&cfg);
+            rt.track(&id);
+            let b = bundle.path().to_str().unwrap();
+            let mut args = vec!["run", "--bundle", b];
+            if no_pivot {
+                args.push("--no-pivot");
+            }
+            args.push(&id);
+            let o = rt.out(&args);
+            let (out, err) = (
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr),
+            );
+            assert!(o.status.success(), "{mode} no_pivot={no_pivot}: {err}");
+            assert_eq!(out.trim(), want, "{mode} no_pivot={no_pivot}: {err}");
+        }
+    }
+}
+
+#[test]
+fn recursive_atime_options_match_runc() {
+    let src = tempfile::tempdir().unwrap();
+    let (runc, tinyo) = (Runtime::runc(), Runtime::tinyo());
+    for opt in ["rnorelatime", "rrelatime", "rnoatime", "rstrictatime"] {
+        let id = unique("cf-atime");
+        let script = "awk '$5 == \"/mnt/v\" { n = split($6, o, \",\"); \
+            for (i = 1; i <= n; i++) if (o[i] ~ /atime/) printf \"%s \", o[i]; print \"end\" }' \
+            /proc/self/mountinfo";
+        let bundle = Bundle::new(&id, &["/bin/sh", "-c", script]);
+        let mut cfg = bundle.config();
+        cfg["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "destination": "/mnt/v", "type": "bind",
+                "source": src.path(), "options": ["rbind", opt]
+            }));
+        bundle.write_config(&cfg);
+        let (rc, want, rerr) = runc.run(&bundle, &id);
+        assert_eq!(rc, Some(0), "runc {opt}: {rerr}");
+        let (tc, got, terr) = tinyo.run(&bundle, &id);
+        assert_eq!(tc, Some(0), "tinyo {opt}: {terr}");
+        assert_eq!(got, want, "{opt}: tinyo (left) vs runc (right)");
+        if opt == "rnorelatime" {
+            // The source's mode is kept: /tmp's filesystem here is relatime.
+            let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+            assert!(!got.contains("noatime"), "{got} (host: {host})");
+        }
+    }
+}

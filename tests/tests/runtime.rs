@@ -565,6 +565,32 @@ fn cgroup_limits_match_runc_and_obsolete_ones_are_warned() {
 }
 
 #[test]
+fn kernel_tcp_limit_is_set_where_cgroup_v1_has_it() {
+    let file = "/sys/fs/cgroup/memory/memory.kmem.tcp.limit_in_bytes";
+    if !std::path::Path::new(file).exists() {
+        eprintln!("skipped: this host has no {file}");
+        return;
+    }
+    let id = unique("rt-ktcp");
+    let bundle = Bundle::new(&id, &["cat", file]);
+    let mut cfg = bundle.config();
+    cfg["linux"]["resources"]["memory"] =
+        serde_json::json!({"limit": 67108864, "kernelTCP": 8388608});
+    bundle.write_config(&cfg);
+    // crun is the oracle here: runc 1.1 drops kernelTCP silently.
+    let (cc, want, cerr) = Runtime::crun().run(&bundle, &id);
+    assert_eq!(cc, Some(0), "crun: {cerr}");
+    let (tc, got, terr) = Runtime::tinyo().run(&bundle, &id);
+    assert_eq!(tc, Some(0), "tinyo: {terr}");
+    assert_eq!(got, want, "tinyo (left) vs crun (right)");
+    assert_eq!(got, "8388608\n");
+    assert!(
+        !terr.contains("kernelTCP"),
+        "applied, so not warned about: {terr}"
+    );
+}
+
+#[test]
 fn foreground_run_forwards_signals_like_runc() {
     for rt in [Runtime::runc(), Runtime::tinyo()] {
         let id = unique("rt-fwd");

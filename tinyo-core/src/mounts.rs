@@ -87,7 +87,7 @@ pub enum Op {
     },
     /// Create a symlink `link -> target` (target is not resolved).
     Symlink { target: PathBuf, link: PathBuf },
-    /// Propagation of the new root (`linux.rootfsPropagation`).
+    /// After entering the root: the propagation of the new `/` (`linux.rootfsPropagation`).
     RootPropagation { flags: u64 },
     /// Make the root the container's `/`: pivot_root, or chroot with `--no-pivot`.
     EnterRoot { pivot: bool },
@@ -182,7 +182,10 @@ fn recursive_attr(o: &str) -> Option<(u64, u64)> {
         // Changing the access-time mode must clear the whole field.
         "rrelatime" => (RELATIME, ATIME_MASK),
         "rnoatime" => (NOATIME, ATIME_MASK),
-        "rstrictatime" | "ratime" | "rnorelatime" => (STRICTATIME, ATIME_MASK),
+        "rstrictatime" | "ratime" => (STRICTATIME, ATIME_MASK),
+        // MOUNT_ATTR_RELATIME is 0: clearing it changes nothing, so the mount keeps the
+        // atime mode its source has (runc's behaviour; crun's too).
+        "rnorelatime" => (0, 0),
         "rnosymfollow" => (NOSYMFOLLOW, 0),
         "rsymfollow" => (0, NOSYMFOLLOW),
         _ => return None,
@@ -535,9 +538,6 @@ pub fn plan(
         }
         _ => None,
     };
-    if let Some(flags) = root_prop {
-        ops.push(Op::RootPropagation { flags });
-    }
     ops.push(Op::EnterRoot {
         pivot: !opts.no_pivot,
     });
@@ -559,6 +559,12 @@ pub fn plan(
     }
     if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
         ops.push(Op::ReadOnlyRoot);
+    }
+    // Last: pivot_root refuses a shared new root, and masked and read-only paths are binds,
+    // which an unbindable tree refuses; so the root's own propagation is set on the new `/`
+    // once everything else is mounted (crun sets it after pivot_root too).
+    if let Some(flags) = root_prop {
+        ops.push(Op::RootPropagation { flags });
     }
     Ok(Plan { ops })
 }
@@ -651,6 +657,14 @@ mod tests {
             attr::ATIME_MASK,
             "an atime mode clears the whole atime field"
         );
+        let p = o(&["rbind", "rnorelatime"]);
+        assert_eq!(
+            (p.attr_set, p.attr_clr),
+            (0, 0),
+            "rnorelatime keeps the source's mode"
+        );
+        let p = o(&["rnoatime", "rnorelatime"]);
+        assert_eq!(p.attr_set, attr::NOATIME);
         let p = o(&["rro", "rrw", "rexec"]);
         assert_eq!(
             (p.attr_set, p.attr_clr),

@@ -88,6 +88,11 @@ pub fn apply(
                     source: io::Error::other("container system settings"),
                 })?;
             }
+            Op::RootPropagation { flags } if did_enter => {
+                ctx(sys::mount(None, slash, None, *flags as _, None), || {
+                    "linux.rootfsPropagation of the new /".into()
+                })?
+            }
             Op::Mask { path } => mask(path)?,
             Op::ReadOnly { path } => readonly(path)?,
             Op::ReadOnlyRoot => ctx(
@@ -212,14 +217,6 @@ fn in_root(
             })?;
             let r = sys::mount(None, &fd_path(&target), None, *flags as _, None);
             ctx(r, || format!("propagation of {}", dest.display()))?;
-        }
-        Op::RootPropagation { flags } => {
-            let target = ctx(
-                sys::open_in_root(root, Path::new("/"), libc::O_PATH),
-                || "rootfs propagation".into(),
-            )?;
-            let r = sys::mount(None, &fd_path(&target), None, *flags as _, None);
-            ctx(r, || "linux.rootfsPropagation".into())?;
         }
         Op::Cgroup { dest, flags } => cgroup_mount(root, dest, *flags, cgroups)?,
         Op::Device {

@@ -304,11 +304,26 @@ fn memory(p: &mut Plan, dirs: &[Dir], m: &LinuxMemory, update: bool) -> Result<(
              since 6.0 and absent in cgroup v2); not applied"
         ));
     }
-    if m.kernel_tcp().is_some() {
-        p.warnings.push(format!(
-            "{field}.kernelTCP: kernel TCP memory limits are obsolete (gone in cgroup v2 and \
-             deprecated in v1); not applied"
-        ));
+    if let Some(tcp) = m.kernel_tcp() {
+        // cgroup v1 still has the file on many kernels (crun writes it); v2 has no such limit.
+        let file = holder(dirs, "memory")
+            .filter(|d| !d.is_v2())
+            .map(|d| d.file("memory.kmem.tcp.limit_in_bytes"))
+            .filter(|f| f.exists());
+        if tcp < -1 {
+            return Err(CgroupError::BadValue {
+                field: format!("{field}.kernelTCP"),
+                value: tcp.to_string(),
+                why: "must be -1 (unlimited) or >= 0".into(),
+            });
+        }
+        match file {
+            Some(f) => p.write(&format!("{field}.kernelTCP"), f, tcp.to_string()),
+            None => p.warnings.push(format!(
+                "{field}.kernelTCP: this host has no memory.kmem.tcp.limit_in_bytes (kernel TCP \
+                 memory limits exist only in cgroup v1); not applied"
+            )),
+        }
     }
     if m.use_hierarchy() == Some(false) {
         p.warnings.push(format!(

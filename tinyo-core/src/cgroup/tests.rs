@@ -505,6 +505,7 @@ fn hybrid_container(f: &Fake) -> Vec<Dir> {
             "memory.swappiness",
             "memory.oom_control",
             "memory.usage_in_bytes",
+            "memory.kmem.tcp.limit_in_bytes",
         ],
     );
     fs::write(
@@ -559,7 +560,8 @@ fn apply_v1_hybrid_writes_the_right_files() {
     let sys = f.sys();
     let r = res(json!({
         "memory": {"limit": 104857600, "reservation": 52428800, "swap": 209715200,
-                   "swappiness": 10, "disableOOMKiller": true, "kernel": 1000},
+                   "swappiness": 10, "disableOOMKiller": true, "kernel": 1000,
+                   "kernelTCP": 8388608},
         "pids": {"limit": 64},
         "cpu": {"shares": 512, "quota": 50000, "period": 100000, "burst": 1000,
                 "realtimePeriod": 1000000, "realtimeRuntime": 950000, "cpus": "0-1", "mems": "0",
@@ -609,6 +611,7 @@ fn apply_v1_hybrid_writes_the_right_files() {
     assert_eq!(m("memory.soft_limit_in_bytes"), "52428800");
     assert_eq!(m("memory.swappiness"), "10");
     assert_eq!(m("memory.oom_control"), "1");
+    assert_eq!(m("memory.kmem.tcp.limit_in_bytes"), "8388608");
     assert_eq!(read(&dir(&dirs, "pids").file("pids.max")), "64");
     let c = |n: &str| read(&dir(&dirs, "cpu").file(n));
     assert_eq!(c("cpu.shares"), "512");
@@ -921,6 +924,24 @@ fn v2_refuses_v1_only_knobs() {
     )
     .unwrap();
     assert!(p.ops.is_empty() && p.warnings[0].contains("OOM killer"));
+    // No kernel TCP limit in v2: warned about, not applied.
+    let p = resources::plan(
+        &dirs,
+        &res(json!({"memory": {"kernelTCP": 1048576}})),
+        &sys,
+        false,
+    )
+    .unwrap();
+    assert!(p.ops.is_empty(), "{:?}", p.ops);
+    assert!(p.warnings[0].contains("kernelTCP"), "{:?}", p.warnings);
+    let e = resources::plan(
+        &dirs,
+        &res(json!({"memory": {"kernelTCP": -2}})),
+        &sys,
+        false,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("kernelTCP"), "{e}");
 }
 
 #[test]
