@@ -328,3 +328,36 @@ fn recursive_atime_options_match_runc() {
         }
     }
 }
+
+/// linux.devices makes nodes (a FIFO too); only linux.resources.devices and the default list
+/// decide which of them may be opened, as under runc.
+#[test]
+fn config_devices_are_nodes_and_only_resource_rules_allow_them() {
+    let script = "test -p /dev/myfifo && echo fifo; test -c /dev/fuse && echo chr; \
+        (exec 3<>/dev/fuse) 2>/dev/null && echo opened || echo denied";
+    let (runc, tinyo) = (Runtime::runc(), Runtime::tinyo());
+    for allow in [false, true] {
+        let id = unique("cf-dev");
+        let bundle = Bundle::new(&id, &["/bin/sh", "-c", script]);
+        let mut cfg = bundle.config();
+        cfg["linux"]["devices"] = serde_json::json!([
+            {"path": "/dev/myfifo", "type": "p", "major": 0, "minor": 0, "fileMode": 420},
+            {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 438}
+        ]);
+        let mut rules = vec![serde_json::json!({"allow": false, "access": "rwm"})];
+        if allow {
+            rules.push(serde_json::json!(
+                {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rwm"}
+            ));
+        }
+        cfg["linux"]["resources"]["devices"] = rules.into();
+        bundle.write_config(&cfg);
+        let (rc, want, rerr) = runc.run(&bundle, &id);
+        assert_eq!(rc, Some(0), "runc allow={allow}: {rerr}");
+        let (tc, got, terr) = tinyo.run(&bundle, &id);
+        assert_eq!(tc, Some(0), "tinyo allow={allow}: {terr}");
+        assert_eq!(got, want, "allow={allow}: tinyo (left) vs runc (right)");
+        let open = if allow { "opened" } else { "denied" };
+        assert_eq!(got, format!("fifo\nchr\n{open}\n"));
+    }
+}

@@ -474,8 +474,9 @@ impl Runtime {
             .as_ref()
             .and_then(|l| l.resources().as_ref())
         {
-            let res = with_config_devices(res, b.spec());
-            match cgroup::apply_resources(&prepared.cgroups, &res) {
+            // Only linux.resources.devices and the default list become device rules: the
+            // nodes linux.devices creates are usable only where a rule allows them (runc).
+            match cgroup::apply_resources(&prepared.cgroups, res) {
                 Ok(w) => warnings.extend(w),
                 Err(e) => return Err(fail(e.into())),
             }
@@ -1522,30 +1523,6 @@ fn seccomp_agent_state(p: &Prepared, pid: i32, metadata: &str) -> String {
         },
     })
     .to_string()
-}
-
-/// `linux.resources` with an allow rule for every `linux.devices` entry appended to its device
-/// rules (as runc does), so the devices a config creates stay usable under a deny-all list.
-fn with_config_devices(
-    res: &oci_spec::runtime::LinuxResources,
-    spec: &oci_spec::runtime::Spec,
-) -> oci_spec::runtime::LinuxResources {
-    let mut res = res.clone();
-    let extra = spec.linux().as_ref().and_then(|l| l.devices().clone());
-    if let (Some(rules), Some(devices)) = (res.devices().clone(), extra) {
-        let mut rules = rules;
-        for d in devices {
-            let mut rule = oci_spec::runtime::LinuxDeviceCgroup::default();
-            rule.set_allow(true);
-            rule.set_typ(Some(d.typ()));
-            rule.set_major(Some(d.major()));
-            rule.set_minor(Some(d.minor()));
-            rule.set_access(Some("rwm".into()));
-            rules.push(rule);
-        }
-        res.set_devices(Some(rules));
-    }
-    res
 }
 
 /// Makes the detached, idmapped copy of every `idmap`/`ridmap` bind source, in plan order,

@@ -499,15 +499,18 @@ pub fn plan(
             });
         }
     }
-    if !dev_is_bind {
-        default_devices(&mut ops);
-    }
     let linux = spec.linux().as_ref();
-    for d in linux
-        .and_then(|l| l.devices().as_ref())
-        .into_iter()
-        .flatten()
-    {
+    let spec_devices = linux.and_then(|l| l.devices().as_ref());
+    if !dev_is_bind {
+        // A node the spec lists itself takes the place of the default one (runc).
+        let listed: Vec<&Path> = spec_devices
+            .into_iter()
+            .flatten()
+            .map(|d| d.path().as_path())
+            .collect();
+        default_devices(&mut ops, &listed);
+    }
+    for d in spec_devices.into_iter().flatten() {
         check_inside("device", d.path())?;
         let kind = match d.typ() {
             oci_spec::runtime::LinuxDeviceType::C | oci_spec::runtime::LinuxDeviceType::U => {
@@ -570,7 +573,7 @@ pub fn plan(
 }
 
 /// The devices and links every container gets (runc's list), unless `/dev` is a host bind.
-fn default_devices(ops: &mut Vec<Op>) {
+fn default_devices(ops: &mut Vec<Op>, listed: &[&Path]) {
     for (name, major, minor) in [
         ("null", 1, 3),
         ("zero", 1, 5),
@@ -579,8 +582,12 @@ fn default_devices(ops: &mut Vec<Op>) {
         ("urandom", 1, 9),
         ("random", 1, 8),
     ] {
+        let path = Path::new("/dev").join(name);
+        if listed.contains(&path.as_path()) {
+            continue;
+        }
         ops.push(Op::Device {
-            path: Path::new("/dev").join(name),
+            path,
             kind: libc::S_IFCHR,
             major,
             minor,
@@ -717,6 +724,36 @@ mod tests {
             .any(|o| matches!(o, Op::Mount { dest, data, .. }
             if dest == Path::new("/dev") && data.contains("mode=755"))));
         assert!(p.ops.iter().any(|o| matches!(o, Op::Cgroup { .. })));
+    }
+
+    #[test]
+    fn spec_devices_replace_defaults_and_fifos_are_nodes() {
+        let s = spec(
+            r#"{"ociVersion": "1.0.2", "root": {"path": "rootfs"}, "linux": {"devices": [
+                {"path": "/dev/null", "type": "c", "major": 1, "minor": 3, "fileMode": 384},
+                {"path": "/dev/myfifo", "type": "p", "major": 0, "minor": 0}]}}"#,
+        );
+        let p = plan(
+            &s,
+            Path::new("/b"),
+            Path::new("/b/rootfs"),
+            PlanOptions::default(),
+        )
+        .unwrap();
+        let devs: Vec<_> = p
+            .ops
+            .iter()
+            .filter_map(|o| match o {
+                Op::Device {
+                    path, kind, mode, ..
+                } => Some((path.display().to_string(), *kind, *mode)),
+                _ => None,
+            })
+            .collect();
+        let null: Vec<_> = devs.iter().filter(|d| d.0 == "/dev/null").collect();
+        assert_eq!(null, [&("/dev/null".to_string(), libc::S_IFCHR, 0o600)]);
+        assert!(devs.contains(&("/dev/myfifo".into(), libc::S_IFIFO, 0o666)));
+        assert!(devs.iter().any(|d| d.0 == "/dev/zero"));
     }
 
     #[test]
