@@ -361,3 +361,44 @@ fn config_devices_are_nodes_and_only_resource_rules_allow_them() {
         assert_eq!(got, format!("fifo\nchr\n{open}\n"));
     }
 }
+
+/// `tmpcopyup` (podman's `--tmpfs` over an image directory): the tmpfs starts with the image's
+/// content, modes and owners, and is read-only afterwards when asked, as under runc (tinyo
+/// also keeps the times, which runc resets).
+#[test]
+fn tmpcopyup_fills_the_tmpfs_with_the_image_content_like_runc() {
+    let script = "stat -c '%n %a %u %g %s' /bin /bin/busybox /bin/sh; \
+        awk '$2 == \"/bin\" { print $3 }' /proc/self/mounts; \
+        touch /bin/new 2>/dev/null && echo writable || echo read-only";
+    let (runc, tinyo) = (Runtime::runc(), Runtime::tinyo());
+    for ro in [false, true] {
+        let id = unique("cf-copyup");
+        let bundle = Bundle::new(&id, &["/bin/sh", "-c", script]);
+        let mut cfg = bundle.config();
+        let mut options = vec!["nosuid", "nodev", "tmpcopyup"];
+        if ro {
+            options.push("ro");
+        }
+        cfg["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "destination": "/bin", "type": "tmpfs", "source": "tmpfs", "options": options
+            }));
+        bundle.write_config(&cfg);
+        let (rc, want, rerr) = runc.run(&bundle, &id);
+        assert_eq!(rc, Some(0), "runc ro={ro}: {rerr}");
+        let (tc, got, terr) = tinyo.run(&bundle, &id);
+        assert_eq!(tc, Some(0), "tinyo ro={ro}: {terr}");
+        assert_eq!(got, want, "ro={ro}: tinyo (left) vs runc (right)");
+        assert!(got.contains("tmpfs\n"), "{got}");
+        assert!(
+            got.ends_with(if ro { "read-only\n" } else { "writable\n" }),
+            "{got}"
+        );
+        assert!(
+            !bundle.rootfs().join("bin/new").exists(),
+            "the image's directory is untouched"
+        );
+    }
+}

@@ -105,3 +105,126 @@ fn podman_run_t_gets_a_pty_through_the_console_socket() {
         text(&o)
     );
 }
+
+/// `podman build` with a RUN step: buildah runs it through `tinyo create/start/state/delete`
+/// with capabilities listed as ambient but not inheritable (issue 12.9: the ambient raise used
+/// to fail the step with "while running runtime: exit status 1"). The layer it commits holds
+/// what the step wrote.
+#[test]
+fn podman_build_runs_a_run_step() {
+    let p = podman();
+    let ctx = tempfile::Builder::new()
+        .prefix("tinyo-build-")
+        .tempdir()
+        .expect("build context");
+    std::fs::write(
+        ctx.path().join("Containerfile"),
+        format!("FROM {}\nRUN echo built by tinyo > /x\n", p.image()),
+    )
+    .expect("write Containerfile");
+    let tag = format!("localhost/{}:latest", unique("built"));
+    let ctx_dir = ctx.path().display().to_string();
+    let o = p.run(&[
+        "build",
+        "--network",
+        "none",
+        "--ulimit",
+        "nofile=20000:20000",
+        "--ulimit",
+        "nproc=32768:32768",
+        "-t",
+        &tag,
+        &ctx_dir,
+    ]);
+    assert!(o.status.success(), "build: {}", text(&o));
+    let mut args = run_args(&p, &["--rm"]);
+    args.extend([tag.as_str(), "cat", "/x"]);
+    let o = p.run(&args);
+    assert!(o.status.success(), "run: {}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "built by tinyo\n");
+}
+
+/// The exit codes podman derives from the runtime's error words (126: cannot execute, 127: not
+/// found), for `run` and for `exec`, as with runc.
+#[test]
+fn podman_exec_errors_map_to_126_and_127() {
+    let p = podman();
+    for (cmd, code) in [("/no/such/command", 127), ("nosuch", 127), ("/etc", 126)] {
+        let mut args = run_args(&p, &["--rm"]);
+        args.extend([p.image(), cmd]);
+        let o = p.run(&args);
+        assert_eq!(o.status.code(), Some(code), "run {cmd}: {}", text(&o));
+    }
+    let name = unique("pexec");
+    let mut args = run_args(&p, &["-d", "--name", &name]);
+    args.extend([p.image(), "sleep", "1000"]);
+    let o = p.run(&args);
+    assert!(o.status.success(), "run -d: {}", text(&o));
+    for (cmd, code) in [("/no/such/command", 127), ("nosuch", 127), ("/etc", 126)] {
+        let o = p.run(&["exec", &name, cmd]);
+        assert_eq!(o.status.code(), Some(code), "exec {cmd}: {}", text(&o));
+    }
+    let o = p.run(&["rm", "-f", "-t", "0", &name]);
+    assert!(o.status.success(), "rm: {}", text(&o));
+}
+
+/// `--tmpfs` over an image directory: podman asks for `tmpcopyup`, so the tmpfs holds the
+/// image's files (here the shell itself).
+#[test]
+fn podman_tmpfs_over_an_image_directory_keeps_its_content() {
+    let p = podman();
+    let mut args = run_args(&p, &["--rm", "--tmpfs", "/bin"]);
+    args.extend([
+        p.image(),
+        "/bin/sh",
+        "-c",
+        "awk '$2 == \"/bin\" { print $3 }' /proc/self/mounts; ls /bin/busybox",
+    ]);
+    let o = p.run(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "tmpfs\n/bin/busybox\n");
+}
+
+/// podman's own kill test: every signal but KILL, STOP (and CHLD, which the shell's own
+/// children raise) reaches a trap in the container, standard and real-time alike.
+#[test]
+fn podman_kill_delivers_every_signal() {
+    let p = podman();
+    let name = unique("pkill");
+    let signals: Vec<u32> = (1..=64)
+        .filter(|s| ![9, 17, 19, 32, 33].contains(s))
+        .collect();
+    let traps: String = signals
+        .iter()
+        .map(|s| format!("trap 'echo got {s}' {s}; "))
+        .collect();
+    let script = format!("{traps}echo ready; while :; do sleep 0.05; done");
+    let mut args = run_args(&p, &["-d", "--name", &name]);
+    args.extend([p.image(), "sh", "-c", script.as_str()]);
+    let o = p.run(&args);
+    assert!(o.status.success(), "run -d: {}", text(&o));
+    let logs_contain = |want: &str| {
+        for _ in 0..400 {
+            let o = p.run(&["logs", &name]);
+            if String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l == want)
+            {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        false
+    };
+    assert!(logs_contain("ready"), "the container never started");
+    for s in &signals {
+        let o = p.run(&["kill", "-s", &s.to_string(), &name]);
+        assert!(o.status.success(), "kill -s {s}: {}", text(&o));
+        assert!(
+            logs_contain(&format!("got {s}")),
+            "signal {s} never arrived"
+        );
+    }
+    let o = p.run(&["rm", "-f", "-t", "0", &name]);
+    assert!(o.status.success(), "rm: {}", text(&o));
+}

@@ -12,8 +12,6 @@ use oci_spec::runtime::Spec;
 pub enum PlanError {
     #[error("mount {dest}: type {typ:?} is not supported")]
     BadType { dest: String, typ: String },
-    #[error("mount {dest}: option {option:?} is not supported yet")]
-    Unsupported { dest: String, option: String },
     #[error("{what} {path}: the path escapes the container root")]
     Escape { what: &'static str, path: String },
     #[error("linux.rootfsPropagation {0:?} is not a propagation mode")]
@@ -22,6 +20,8 @@ pub enum PlanError {
     DeviceType { path: String, typ: String },
     #[error("mount {dest}: {why}")]
     Idmap { dest: String, why: &'static str },
+    #[error("mount {0}: option \"tmpcopyup\" applies to tmpfs mounts only")]
+    CopyUp(String),
     #[error("overlay root: {0:?} must be an absolute path without ',', ':', '\\' or newlines")]
     Overlay(String),
 }
@@ -54,6 +54,8 @@ pub enum Op {
         flags: u64,
         data: String,
         kind: DestKind,
+        /// `tmpcopyup`: copy what the image has at `dest` into the new (tmpfs) mount.
+        copy_up: bool,
     },
     /// An idmapped bind (`idmap`/`ridmap`): the runtime prepares a detached copy of `source`
     /// whose ids show through `maps` (the mount's own uid and gid mappings, or the container's
@@ -148,6 +150,8 @@ pub struct ParsedOptions {
     pub attr_clr: u64,
     /// `idmap` (Some(false)) or `ridmap` (Some(true)).
     pub idmap: Option<bool>,
+    /// `tmpcopyup`.
+    pub copy_up: bool,
 }
 
 /// `MOUNT_ATTR_*` bits of mount_setattr(2).
@@ -194,8 +198,8 @@ fn recursive_attr(o: &str) -> Option<(u64, u64)> {
 
 /// Parses fstab-style options as runc does: known flags set or clear `MS_*` bits, propagation
 /// names are collected separately, recursive attributes (`rro`, …) become `MOUNT_ATTR_*` bits,
-/// `tmpcopyup`/`idmap` are refused (not implemented), and anything else is filesystem data.
-pub fn parse_options(dest: &Path, options: &[String]) -> Result<ParsedOptions, PlanError> {
+/// `tmpcopyup` and `idmap`/`ridmap` are noted, and anything else is filesystem data.
+pub fn parse_options(options: &[String]) -> ParsedOptions {
     use ms::*;
     let mut p = ParsedOptions::default();
     let mut data: Vec<&str> = Vec::new();
@@ -237,7 +241,10 @@ pub fn parse_options(dest: &Path, options: &[String]) -> Result<ParsedOptions, P
                 p.idmap = Some(o == "ridmap");
                 continue;
             }
-            "tmpcopyup" => return Err(unsupported(dest, o)),
+            "tmpcopyup" => {
+                p.copy_up = true;
+                continue;
+            }
             r if recursive_attr(r).is_some() => {
                 let (set, clr) = recursive_attr(r).unwrap_or_default();
                 p.attr_set = (p.attr_set & !clr) | set;
@@ -252,14 +259,7 @@ pub fn parse_options(dest: &Path, options: &[String]) -> Result<ParsedOptions, P
         p.flags = (p.flags | set) & !clear;
     }
     p.data = data.join(",");
-    Ok(p)
-}
-
-fn unsupported(dest: &Path, option: &str) -> PlanError {
-    PlanError::Unsupported {
-        dest: dest.display().to_string(),
-        option: option.to_string(),
-    }
+    p
 }
 
 /// `MS_*` flags of a propagation name (`rprivate` → `MS_REC|MS_PRIVATE`).
@@ -396,12 +396,15 @@ pub fn plan(
         let dest = m.destination().clone();
         check_inside("mount destination", &dest)?;
         let dest_s = dest.display().to_string();
-        let options = parse_options(&dest, m.options().as_deref().unwrap_or_default())?;
+        let options = parse_options(m.options().as_deref().unwrap_or_default());
         let typ = m.typ().clone().unwrap_or_default();
         if !typ.is_empty() && !KNOWN_TYPES.contains(&typ.as_str()) {
             return Err(PlanError::BadType { dest: dest_s, typ });
         }
         let is_bind = typ == "bind" || options.flags & BIND != 0;
+        if options.copy_up && (is_bind || typ != "tmpfs") {
+            return Err(PlanError::CopyUp(dest_s));
+        }
         if typ.is_empty() && !is_bind {
             return Err(PlanError::BadType {
                 dest: dest_s,
@@ -460,6 +463,7 @@ pub fn plan(
                     flags: flags & (BIND | REC),
                     data: options.data.clone(),
                     kind,
+                    copy_up: false,
                 });
             }
             // A bind ignores every other flag: apply them with a remount.
@@ -479,6 +483,7 @@ pub fn plan(
             ops.push(Op::Mount {
                 source: m.source().clone(),
                 dest: dest.clone(),
+                copy_up: options.copy_up,
                 fstype: Some(typ),
                 flags: options.flags,
                 data: options.data.clone(),
@@ -637,7 +642,7 @@ mod tests {
         ]
         .map(String::from)
         .to_vec();
-        let p = parse_options(Path::new("/x"), &o).unwrap();
+        let p = parse_options(&o);
         assert_eq!(p.flags, NOSUID | NOEXEC | BIND | REC);
         assert_eq!(p.data, "mode=755,size=64k");
         assert_eq!(p.propagation, vec![REC | SLAVE]);
@@ -645,13 +650,7 @@ mod tests {
 
     #[test]
     fn recursive_attributes_become_mount_attr_bits() {
-        let o = |v: &[&str]| {
-            parse_options(
-                Path::new("/x"),
-                &v.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-            )
-            .unwrap()
-        };
+        let o = |v: &[&str]| parse_options(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         let p = o(&["rbind", "rro", "rnosuid", "rnoatime"]);
         assert_eq!(
             p.flags,
@@ -678,11 +677,8 @@ mod tests {
             (0, attr::RDONLY | attr::NOEXEC),
             "the last one wins"
         );
-        let err = parse_options(Path::new("/x"), &["tmpcopyup".into()]).unwrap_err();
-        assert!(
-            err.to_string().contains("tmpcopyup") && err.to_string().contains("/x"),
-            "{err}"
-        );
+        assert!(o(&["tmpcopyup", "mode=755"]).copy_up);
+        assert_eq!(o(&["tmpcopyup", "mode=755"]).data, "mode=755");
     }
 
     #[test]
@@ -724,6 +720,40 @@ mod tests {
             .any(|o| matches!(o, Op::Mount { dest, data, .. }
             if dest == Path::new("/dev") && data.contains("mode=755"))));
         assert!(p.ops.iter().any(|o| matches!(o, Op::Cgroup { .. })));
+    }
+
+    #[test]
+    fn tmpcopyup_marks_a_tmpfs_and_is_refused_elsewhere() {
+        let mk = |typ: &str| {
+            spec(&format!(
+                r#"{{"ociVersion": "1.0.2", "root": {{"path": "rootfs"}}, "mounts": [
+                {{"destination": "/etc", "type": "{typ}", "source": "/tmp",
+                  "options": ["tmpcopyup", "ro"]}}]}}"#
+            ))
+        };
+        let p = plan(
+            &mk("tmpfs"),
+            Path::new("/b"),
+            Path::new("/b/r"),
+            PlanOptions::default(),
+        )
+        .unwrap();
+        assert!(p
+            .ops
+            .iter()
+            .any(|o| matches!(o, Op::Mount { dest, copy_up: true, flags, .. }
+            if dest == Path::new("/etc") && *flags == RDONLY)));
+        let e = plan(
+            &mk("bind"),
+            Path::new("/b"),
+            Path::new("/b/r"),
+            PlanOptions::default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("tmpcopyup") && e.to_string().contains("/etc"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -818,6 +848,7 @@ mod tests {
                 source: Some(dir.path().join("file")),
                 dest: "/etc/x".into(),
                 fstype: None,
+                copy_up: false,
                 flags: BIND,
                 data: String::new(),
                 kind: DestKind::File

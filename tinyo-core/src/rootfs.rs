@@ -158,11 +158,23 @@ fn in_root(
             flags,
             data,
             kind,
+            copy_up,
         } => {
             let name = || format!("mount {}", dest.display());
             let target = match kind {
                 DestKind::Dir => ctx(sys::mkdir_all_in_root(root, dest), name)?,
                 DestKind::File => ctx(sys::touch_in_root(root, dest), name)?,
+            };
+            // tmpcopyup: hold what the image has at `dest` before the tmpfs covers it, and
+            // mount writable until the copy is made (read-only comes with a remount after).
+            let dir_flags = libc::O_RDONLY | libc::O_DIRECTORY;
+            let below = match copy_up {
+                true => Some(ctx(sys::open_in_root(root, dest, dir_flags), name)?),
+                false => None,
+            };
+            let mount_flags = match below {
+                Some(_) => flags & !ms::RDONLY,
+                None => *flags,
             };
             let src = match source {
                 Some(s) => Some(ctx(cstr(s), name)?),
@@ -176,13 +188,28 @@ fn in_root(
                 src.as_deref(),
                 &fd_path(&target),
                 fstype.as_deref(),
-                *flags as _,
+                mount_flags as _,
                 data.as_deref(),
             );
             ctx(r, || match source {
                 Some(s) => format!("mount {} on {}", s.display(), dest.display()),
                 None => name(),
             })?;
+            if let Some(below) = below {
+                let what = || {
+                    format!(
+                        "tmpcopyup: copying the image's {} into its new tmpfs",
+                        dest.display()
+                    )
+                };
+                let top = ctx(sys::open_in_root(root, dest, dir_flags), what)?;
+                ctx(sys::copy_tree(below.as_fd(), top.as_fd()), what)?;
+                if mount_flags != *flags {
+                    let r =
+                        sys::mount(None, &fd_path(&top), None, (ms::REMOUNT | flags) as _, None);
+                    ctx(r, || format!("remounting {} read-only", dest.display()))?;
+                }
+            }
         }
         Op::Remount { dest, flags } => {
             let target = ctx(sys::open_in_root(root, dest, libc::O_PATH), || {
