@@ -1063,6 +1063,147 @@ pub fn fchdir(fd: BorrowedFd<'_>) -> io::Result<()> {
     check(unsafe { libc::fchdir(fd.as_raw_fd()) }).map(drop)
 }
 
+/// How deep [`copy_tree`] descends before refusing (a hostile image's nesting cannot exhaust
+/// descriptors or the stack).
+const COPY_DEPTH: u32 = 128;
+
+/// Copies the contents of directory `src` into directory `dst` (`tmpcopyup`): files with
+/// their data, directories, symlinks, FIFOs, sockets and device nodes, each with its mode,
+/// owner and times; the mode, owner and times of `src` itself go to `dst`. Every entry is
+/// reached relative to a directory descriptor with `O_NOFOLLOW`, so no symlink in the tree
+/// is ever followed. Hard links become separate copies, as with runc and crun.
+pub fn copy_tree(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> io::Result<()> {
+    copy_dir(src, dst, 0)?;
+    let st = fstatat(src, c"", libc::AT_EMPTY_PATH)?;
+    copy_attrs(dst, c"", &st, libc::AT_EMPTY_PATH)
+}
+
+fn fstatat(dir: BorrowedFd<'_>, name: &CStr, flags: libc::c_int) -> io::Result<libc::stat> {
+    // SAFETY: an all-zero stat is a valid value for the kernel to overwrite.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `dir` is live, `name` NUL-terminated, `st` a valid out-pointer.
+    check(unsafe { libc::fstatat(dir.as_raw_fd(), name.as_ptr(), &mut st, flags) })?;
+    Ok(st)
+}
+
+fn openat(dir: BorrowedFd<'_>, name: &CStr, flags: libc::c_int, mode: u32) -> io::Result<OwnedFd> {
+    let flags = flags | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+    // SAFETY: `dir` is live and `name` NUL-terminated; the result is checked.
+    let fd = check(unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags, mode) })?;
+    // SAFETY: `fd` was just returned by openat and is owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Owner, mode and times of `st` onto `name` in `dir` (never following a symlink).
+fn copy_attrs(
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    st: &libc::stat,
+    at: libc::c_int,
+) -> io::Result<()> {
+    let is_link = st.st_mode & libc::S_IFMT == libc::S_IFLNK;
+    // SAFETY: `dir` is live, `name` NUL-terminated.
+    check(unsafe {
+        libc::fchownat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            st.st_uid,
+            st.st_gid,
+            at | libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })?;
+    let empty = at & libc::AT_EMPTY_PATH != 0;
+    if !is_link {
+        // After chown, which clears set-id bits. The entry is not a symlink: it was just
+        // created as what `st` says, so fchmodat (which has no NOFOLLOW) is safe on it.
+        let mode = st.st_mode & 0o7777;
+        let r = if empty {
+            // SAFETY: `dir` is a live descriptor.
+            unsafe { libc::fchmod(dir.as_raw_fd(), mode) }
+        } else {
+            // SAFETY: `dir` is live and `name` NUL-terminated.
+            unsafe { libc::fchmodat(dir.as_raw_fd(), name.as_ptr(), mode, 0) }
+        };
+        check(r)?;
+    }
+    let times = [
+        libc::timespec {
+            tv_sec: st.st_atime,
+            tv_nsec: st.st_atime_nsec,
+        },
+        libc::timespec {
+            tv_sec: st.st_mtime,
+            tv_nsec: st.st_mtime_nsec,
+        },
+    ];
+    let r = if empty {
+        // SAFETY: `times` holds two timespecs and `dir` is live.
+        unsafe { libc::futimens(dir.as_raw_fd(), times.as_ptr()) }
+    } else {
+        // SAFETY: as above, and `name` is NUL-terminated.
+        unsafe {
+            libc::utimensat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                times.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        }
+    };
+    check(r).map(drop)
+}
+
+fn copy_dir(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, depth: u32) -> io::Result<()> {
+    if depth > COPY_DEPTH {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("directories nested deeper than {COPY_DEPTH} levels"),
+        ));
+    }
+    let listing = openat(src, c".", libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+    let path = format!("/proc/self/fd/{}", listing.as_raw_fd());
+    for entry in std::fs::read_dir(&path)? {
+        let name = cstr(entry?.file_name())?;
+        let st = fstatat(src, &name, libc::AT_SYMLINK_NOFOLLOW)?;
+        let mode = st.st_mode & 0o7777;
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => {
+                // SAFETY: `dst` is live and `name` NUL-terminated.
+                match check(unsafe { libc::mkdirat(dst.as_raw_fd(), name.as_ptr(), 0o700) }) {
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                    r => r.map(drop)?,
+                }
+                let s = openat(src, &name, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+                let d = openat(dst, &name, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+                copy_dir(s.as_fd_borrow(), d.as_fd_borrow(), depth + 1)?;
+            }
+            libc::S_IFREG => {
+                let s = openat(src, &name, libc::O_RDONLY, 0)?;
+                let d = openat(
+                    dst,
+                    &name,
+                    libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+                    0o600,
+                )?;
+                let (mut s, mut d) = (std::fs::File::from(s), std::fs::File::from(d));
+                io::copy(&mut s, &mut d)?;
+            }
+            libc::S_IFLNK => {
+                let target = readlink_in(src, &name).ok_or_else(io::Error::last_os_error)?;
+                symlink_in(dst, &cstr(&target)?, &name)?;
+            }
+            kind => {
+                // SAFETY: `dst` is live and `name` NUL-terminated.
+                check(unsafe {
+                    libc::mknodat(dst.as_raw_fd(), name.as_ptr(), kind | mode, st.st_rdev)
+                })?;
+            }
+        }
+        copy_attrs(dst, &name, &st, 0)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1138,144 +1279,4 @@ mod tests {
         let got = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
         assert_eq!(got, root.path());
     }
-}
-
-/// How deep [`copy_tree`] descends before refusing (a hostile image's nesting cannot exhaust
-/// descriptors or the stack).
-const COPY_DEPTH: u32 = 128;
-
-/// Copies the contents of directory `src` into directory `dst` (`tmpcopyup`): files with
-/// their data, directories, symlinks, FIFOs, sockets and device nodes, each with its mode,
-/// owner and times; the mode, owner and times of `src` itself go to `dst`. Every entry is
-/// reached relative to a directory descriptor with `O_NOFOLLOW`, so no symlink in the tree
-/// is ever followed. Hard links become separate copies, as with runc and crun.
-pub fn copy_tree(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> io::Result<()> {
-    copy_dir(src, dst, 0)?;
-    let st = fstatat(src, c"", libc::AT_EMPTY_PATH)?;
-    copy_attrs(dst, c"", &st, libc::AT_EMPTY_PATH)
-}
-
-fn fstatat(dir: BorrowedFd<'_>, name: &CStr, flags: libc::c_int) -> io::Result<libc::stat> {
-    // SAFETY: an all-zero stat is a valid value for the kernel to overwrite.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `dir` is live, `name` NUL-terminated, `st` a valid out-pointer.
-    check(unsafe { libc::fstatat(dir.as_raw_fd(), name.as_ptr(), &mut st, flags) })?;
-    Ok(st)
-}
-
-fn openat(dir: BorrowedFd<'_>, name: &CStr, flags: libc::c_int, mode: u32) -> io::Result<OwnedFd> {
-    let flags = flags | libc::O_CLOEXEC | libc::O_NOFOLLOW;
-    // SAFETY: `dir` is live and `name` NUL-terminated; the result is checked.
-    let fd = check(unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags, mode) })?;
-    // SAFETY: `fd` was just returned by openat and is owned by no one else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Owner, mode and times of `st` onto `name` in `dir` (never following a symlink).
-fn copy_attrs(
-    dir: BorrowedFd<'_>,
-    name: &CStr,
-    st: &libc::stat,
-    at: libc::c_int,
-) -> io::Result<()> {
-    let is_link = st.st_mode & libc::S_IFMT == libc::S_IFLNK;
-    // SAFETY: `dir` is live, `name` NUL-terminated.
-    check(unsafe {
-        libc::fchownat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            st.st_uid,
-            st.st_gid,
-            at | libc::AT_SYMLINK_NOFOLLOW,
-        )
-    })?;
-    let empty = at & libc::AT_EMPTY_PATH != 0;
-    if !is_link {
-        // After chown, which clears set-id bits. The entry is not a symlink: it was just
-        // created as what `st` says, so fchmodat (which has no NOFOLLOW) is safe on it.
-        let mode = st.st_mode & 0o7777;
-        // SAFETY: `dir` is live and `name` NUL-terminated.
-        check(unsafe {
-            if empty {
-                libc::fchmod(dir.as_raw_fd(), mode)
-            } else {
-                libc::fchmodat(dir.as_raw_fd(), name.as_ptr(), mode, 0)
-            }
-        })?;
-    }
-    let times = [
-        libc::timespec {
-            tv_sec: st.st_atime,
-            tv_nsec: st.st_atime_nsec,
-        },
-        libc::timespec {
-            tv_sec: st.st_mtime,
-            tv_nsec: st.st_mtime_nsec,
-        },
-    ];
-    // SAFETY: `times` holds two timespecs; `dir` and `name` as above.
-    check(unsafe {
-        if empty {
-            libc::futimens(dir.as_raw_fd(), times.as_ptr())
-        } else {
-            libc::utimensat(
-                dir.as_raw_fd(),
-                name.as_ptr(),
-                times.as_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        }
-    })
-    .map(drop)
-}
-
-fn copy_dir(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, depth: u32) -> io::Result<()> {
-    if depth > COPY_DEPTH {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("directories nested deeper than {COPY_DEPTH} levels"),
-        ));
-    }
-    let listing = openat(src, c".", libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
-    let path = format!("/proc/self/fd/{}", listing.as_raw_fd());
-    for entry in std::fs::read_dir(&path)? {
-        let name = cstr(entry?.file_name())?;
-        let st = fstatat(src, &name, libc::AT_SYMLINK_NOFOLLOW)?;
-        let mode = st.st_mode & 0o7777;
-        match st.st_mode & libc::S_IFMT {
-            libc::S_IFDIR => {
-                // SAFETY: `dst` is live and `name` NUL-terminated.
-                match check(unsafe { libc::mkdirat(dst.as_raw_fd(), name.as_ptr(), 0o700) }) {
-                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
-                    r => r.map(drop)?,
-                }
-                let s = openat(src, &name, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
-                let d = openat(dst, &name, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
-                copy_dir(s.as_fd_borrow(), d.as_fd_borrow(), depth + 1)?;
-            }
-            libc::S_IFREG => {
-                let s = openat(src, &name, libc::O_RDONLY, 0)?;
-                let d = openat(
-                    dst,
-                    &name,
-                    libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
-                    0o600,
-                )?;
-                let (mut s, mut d) = (std::fs::File::from(s), std::fs::File::from(d));
-                io::copy(&mut s, &mut d)?;
-            }
-            libc::S_IFLNK => {
-                let target = readlink_in(src, &name).ok_or_else(io::Error::last_os_error)?;
-                symlink_in(dst, &cstr(&target)?, &name)?;
-            }
-            kind => {
-                // SAFETY: `dst` is live and `name` NUL-terminated.
-                check(unsafe {
-                    libc::mknodat(dst.as_raw_fd(), name.as_ptr(), kind | mode, st.st_rdev)
-                })?;
-            }
-        }
-        copy_attrs(dst, &name, &st, 0)?;
-    }
-    Ok(())
 }
