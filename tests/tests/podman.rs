@@ -228,3 +228,50 @@ fn podman_kill_delivers_every_signal() {
     let o = p.run(&["rm", "-f", "-t", "0", &name]);
     assert!(o.status.success(), "rm: {}", text(&o));
 }
+
+/// No cgroup outlives its container (issue 16.4): not a paused one removed with `rm -f`, nor
+/// one without its own PID namespace whose init leaves a child behind (`--pid host`): as runc,
+/// tinyo kills what is left in the cgroups and removes them, in every hierarchy.
+#[test]
+fn podman_rm_leaves_no_cgroup_or_process_behind() {
+    use tinyo_tests::host::leftover_cgroups;
+    let p = podman();
+    // The orphan's command line, unique to this test run.
+    let marker = format!("sleep {}", 900_000 + std::process::id() % 99_999);
+    let mut ids = Vec::new();
+    // Paused, then removed by force.
+    let name = unique("paused");
+    let mut args = run_args(&p, &["-d", "--name", &name]);
+    args.extend([p.image(), "sleep", "1000"]);
+    let o = p.run(&args);
+    assert!(o.status.success(), "run -d: {}", text(&o));
+    ids.push(String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let o = p.run(&["pause", &name]);
+    assert!(o.status.success(), "pause: {}", text(&o));
+    let o = p.run(&["rm", "-f", &name]);
+    assert!(o.status.success(), "rm -f: {}", text(&o));
+    // The host's PID namespace: the init exits, its background child must not survive.
+    let name = unique("hostpid");
+    let script = format!("{marker} & echo started");
+    let mut args = run_args(&p, &["--name", &name, "--pid", "host"]);
+    args.extend([p.image(), "sh", "-c", script.as_str()]);
+    let o = p.run(&args);
+    assert!(o.status.success(), "run --pid host: {}", text(&o));
+    let o = p.run(&["inspect", "--format", "{{.Id}}", &name]);
+    ids.push(String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let o = p.run(&["rm", &name]);
+    assert!(o.status.success(), "rm: {}", text(&o));
+    for id in &ids {
+        assert!(!id.is_empty());
+        let left = leftover_cgroups(&format!("libpod-{id}"));
+        assert!(left.is_empty(), "cgroups left behind: {left:?}");
+    }
+    let survivors: Vec<String> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.trim_end() == marker)
+        .collect();
+    assert!(survivors.is_empty(), "processes left behind: {survivors:?}");
+}

@@ -1168,3 +1168,95 @@ fn delete_force_cleans_up_after_a_create_killed_mid_way() {
     assert!(!rt.root().join(&id).exists());
     assert!(leftover_cgroups(&leaf).is_empty(), "cgroups removed");
 }
+
+/// Every way a container can end leaves no cgroup behind in any hierarchy, nor a process
+/// (issue 16.4): a failing create (setup error, missing program), create+delete, run, killed,
+/// deleted by force while running and while paused, and a container without its own PID
+/// namespace whose init exits leaving a child in its cgroups.
+#[test]
+fn no_cgroup_or_process_outlives_its_container() {
+    let rt = Runtime::tinyo();
+    let marker = format!("sleep {}", 800_000 + std::process::id() % 99_999);
+    let mut leaves = Vec::new();
+    let mut case = |name: &str, args: &[&str], edit: &dyn Fn(&mut serde_json::Value)| {
+        let id = unique(name);
+        let bundle = Bundle::new(&id, args);
+        let mut cfg = bundle.config();
+        edit(&mut cfg);
+        // Half of them in the default place (`tinyo/<id>`), shared with other containers.
+        let leaf = if leaves.len() % 2 == 0 {
+            cfg["linux"].as_object_mut().unwrap().remove("cgroupsPath");
+            id.clone()
+        } else {
+            format!("tinyo-test-{id}")
+        };
+        bundle.write_config(&cfg);
+        leaves.push(leaf);
+        rt.track(&id);
+        (id, bundle)
+    };
+    let create =
+        |id: &str, b: &Bundle| rt.out(&["create", "--bundle", b.path().to_str().unwrap(), id]);
+    let keep = |_: &mut serde_json::Value| {};
+    // Fails in setup: effective capabilities beyond the permitted ones.
+    let (id, b) = case("lk-caps", &["true"], &|c| {
+        c["process"]["capabilities"]["effective"] = serde_json::json!(["CAP_SYS_ADMIN"]);
+        c["process"]["capabilities"]["permitted"] = serde_json::json!(["CAP_KILL"]);
+    });
+    assert!(!create(&id, &b).status.success());
+    // Fails: no such program.
+    let (id, b) = case("lk-nocmd", &["/no/such"], &keep);
+    assert!(!create(&id, &b).status.success());
+    // Created, never started, deleted.
+    let (id, b) = case("lk-created", &["true"], &keep);
+    assert!(create(&id, &b).status.success());
+    rt.ok(&["delete", &id]);
+    // Run to completion.
+    let (id, b) = case("lk-run", &["true"], &keep);
+    assert_eq!(rt.run(&b, &id).0, Some(0));
+    // Killed, then deleted.
+    let (id, b) = case("lk-killed", &["sleep", "1000"], &keep);
+    assert!(create(&id, &b).status.success());
+    rt.ok(&["start", &id]);
+    rt.ok(&["kill", &id, "KILL"]);
+    rt.wait_status(&id, "stopped");
+    rt.ok(&["delete", &id]);
+    // Deleted by force while running, and while paused.
+    for name in ["lk-force", "lk-paused"] {
+        let (id, b) = case(name, &["sleep", "1000"], &keep);
+        assert!(create(&id, &b).status.success());
+        rt.ok(&["start", &id]);
+        if name == "lk-paused" {
+            rt.ok(&["pause", &id]);
+            let o = rt.out(&["delete", &id]);
+            assert!(
+                !o.status.success(),
+                "a paused container needs --force, as with runc"
+            );
+        }
+        rt.ok(&["delete", "--force", &id]);
+    }
+    // No PID namespace: the init exits at once, its child stays in the container's cgroups.
+    let script = format!("{marker} & exit 0");
+    let (id, b) = case("lk-nopidns", &["/bin/sh", "-c", &script], &|c| {
+        let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "pid");
+    });
+    assert!(create(&id, &b).status.success());
+    rt.ok(&["start", &id]);
+    rt.wait_status(&id, "stopped");
+    rt.ok(&["delete", &id]);
+
+    for leaf in &leaves {
+        let left = tinyo_tests::host::leftover_cgroups(leaf);
+        assert!(left.is_empty(), "cgroups left behind: {left:?}");
+    }
+    let survivors: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.trim_end() == marker)
+        .collect();
+    assert!(survivors.is_empty(), "processes left behind: {survivors:?}");
+}

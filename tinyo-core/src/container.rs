@@ -624,13 +624,20 @@ impl Runtime {
     /// cgroup).
     pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), Error> {
         let (lock, saved) = self.open(id)?;
-        if self.status(&lock.dir, &saved) == Status::Stopped {
+        let status = self.status(&lock.dir, &saved);
+        if status == Status::Stopped {
             return Err(Error::NotRunning(id.into()));
         }
-        if all && !saved.cgroups.is_empty() {
-            return Ok(cgroup::kill_all(&saved.cgroups, signal)?);
+        let sent = if all && !saved.cgroups.is_empty() {
+            cgroup::kill_all(&saved.cgroups, signal).map_err(Error::from)
+        } else {
+            sys::kill(saved.pid, signal).map_err(io_err(format!("signalling container {id:?}")))
+        };
+        if sent.is_ok() && status == Status::Paused && signal == libc::SIGKILL {
+            // As runc: a SIGKILL to a paused container thaws it, or the kill never lands.
+            let _ = cgroup::thaw(&saved.cgroups);
         }
-        sys::kill(saved.pid, signal).map_err(io_err(format!("signalling container {id:?}")))
+        sent
     }
 
     /// Opens a container that must be alive (created, running or paused) and have cgroups.
@@ -862,8 +869,9 @@ impl Runtime {
             other => other?,
         };
         let status = self.status(&lock.dir, &saved);
-        if status == Status::Running || status == Status::Created {
-            if !force && status == Status::Running {
+        if status != Status::Stopped {
+            // As runc: a running or paused container needs --force; a created one does not.
+            if !force && status != Status::Created {
                 return Err(Error::StillRunning {
                     id: id.into(),
                     status,
@@ -873,6 +881,10 @@ impl Runtime {
                 let _ = sys::kill(p, libc::SIGKILL);
             }
             let _ = sys::kill(saved.pid, libc::SIGKILL);
+            if status == Status::Paused {
+                // A frozen process only dies once thawed.
+                let _ = cgroup::thaw(&saved.cgroups);
+            }
             // Our own child (run): reap it. Otherwise wait until it is a zombie or gone.
             for _ in 0..2000 {
                 let _ = sys::waitpid(saved.pid, libc::WNOHANG);
@@ -882,6 +894,7 @@ impl Runtime {
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
         }
+        // Also SIGKILLs what outlived the init (no PID namespace of its own) and waits for it.
         cgroup::remove(&saved.cgroups);
         let mut warnings = Vec::new();
         if !saved.hooks.poststop.is_empty() {
@@ -1021,11 +1034,14 @@ impl Prepared {
             }
             match ns.path() {
                 Some(p) if !p.as_os_str().is_empty() => {
-                    if !p.exists() {
+                    // The real reason (EACCES on another pid namespace's /proc entry is not
+                    // "does not exist").
+                    if let Err(e) = fs::metadata(p) {
                         return Err(Error::Unsupported(format!(
-                            "linux.namespaces: {:?} namespace path {} does not exist",
+                            "linux.namespaces: {:?} namespace path {}: {}",
                             serde_name(&ns.typ()),
-                            p.display()
+                            p.display(),
+                            sys::errno_text(&e)
                         )));
                     }
                     join.push((flag, p.clone()));

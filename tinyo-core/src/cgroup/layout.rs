@@ -207,6 +207,8 @@ impl Host {
     /// real controller, and the cgroup2 hierarchy when mounted). See [`super::try_plan`].
     pub fn plan(&self, cgroups_path: Option<&Path>, id: &str) -> Result<Vec<Dir>, CgroupError> {
         let (absolute, rel) = resolve(cgroups_path, id)?;
+        // The default `tinyo/<id>`: `tinyo/` is ours, shared by every such container.
+        let default_parent = cgroups_path.is_none();
         let layout = self.layout();
         Ok(layout
             .hierarchies
@@ -230,6 +232,12 @@ impl Host {
                         .cloned()
                         .collect(),
                     error: None,
+                    joined: false,
+                    shared: if default_parent {
+                        vec![base.join("tinyo").display().to_string()]
+                    } else {
+                        Vec::new()
+                    },
                 }
             })
             .collect())

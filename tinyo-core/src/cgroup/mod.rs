@@ -137,6 +137,14 @@ pub struct Dir {
     /// Set by [`plan`] for an invalid `cgroupsPath`: [`create`] fails with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The leaf existed before `create` (another owner's cgroup, joined): [`remove`] only
+    /// removes it if empty and never kills what runs in it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub joined: bool,
+    /// Ancestors tinyo owns but shares between containers (the `tinyo/` of the default path):
+    /// whichever container leaves last removes them, not only the one that made them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared: Vec<String>,
 }
 
 impl Dir {
@@ -225,6 +233,8 @@ pub fn plan(cgroups_path: Option<&Path>, id: &str) -> Vec<Dir> {
             version: 0,
             controllers: Vec::new(),
             error: Some(e.to_string()),
+            joined: false,
+            shared: Vec::new(),
         }]
     })
 }
@@ -259,6 +269,22 @@ pub fn try_create(dirs: &mut [Dir]) -> Result<(), CgroupError> {
 }
 
 fn create_one(d: &mut Dir) -> Result<(), CgroupError> {
+    // A concurrent `delete` may remove a shared ancestor (`tinyo/`) between our mkdirs: walk
+    // again from the top when a parent vanished.
+    let mut tries = 0;
+    loop {
+        match create_walk(d) {
+            Err(CgroupError::Create { source, .. })
+                if source.kind() == io::ErrorKind::NotFound && tries < 5 =>
+            {
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn create_walk(d: &mut Dir) -> Result<(), CgroupError> {
     let mount = PathBuf::from(&d.mountpoint);
     let path = PathBuf::from(&d.path);
     let rel = path
@@ -269,6 +295,7 @@ fn create_one(d: &mut Dir) -> Result<(), CgroupError> {
         })?
         .to_path_buf();
     d.created.clear();
+    d.joined = false;
     let cpuset = !d.is_v2() && d.has("cpuset");
     let mut cur = mount.clone();
     let comps: Vec<_> = rel.components().collect();
@@ -285,7 +312,11 @@ fn create_one(d: &mut Dir) -> Result<(), CgroupError> {
                     d.created.push(cur.display().to_string());
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                if leaf {
+                    d.joined = true;
+                }
+            }
             Err(source) => {
                 return Err(CgroupError::Create { path: cur, source });
             }
@@ -394,9 +425,16 @@ fn read_pids(d: &Dir) -> Vec<i32> {
 
 /// Removes the directories (missing ones are fine) and any child cgroups the container made in
 /// them, retrying briefly while the kernel still counts exiting tasks (EBUSY), then the
-/// ancestors `create` made if nothing else uses them. Killing lingering processes is the
-/// caller's job.
+/// ancestors `create` made (and the shared `tinyo/`) if nothing else uses them.
+///
+/// Whatever still runs in the container's own cgroups is SIGKILLed first, frozen cgroups are
+/// thawed so the kill lands, and this waits (up to [`KILL_WAIT`]) until they are empty: without
+/// its own PID namespace a container's init can die and leave its children running, and a
+/// paused container's processes would stay frozen forever. A joined leaf (one that existed
+/// before `create`) is left to its owner: it is only removed if empty.
 pub fn remove(dirs: &[Dir]) {
+    let own: Vec<&Dir> = usable(dirs).filter(|d| !d.joined).collect();
+    kill_members(&own, KILL_WAIT);
     for d in usable(dirs) {
         rmdir_tree(Path::new(&d.path));
         for a in d.created.iter().rev() {
@@ -404,6 +442,111 @@ pub fn remove(dirs: &[Dir]) {
                 break; // still used by another container
             }
         }
+        for s in d.shared.iter().rev() {
+            if fs::remove_dir(s).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// How long [`remove`] waits for the killed processes of a container to leave its cgroups.
+pub const KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// Every pid in the cgroups `dirs` and their descendants (only on a real cgroup filesystem:
+/// never a fake tree's `cgroup.procs`), without this process.
+fn members(dirs: &[&Dir]) -> std::collections::BTreeSet<i32> {
+    fn walk(dir: &Path, out: &mut std::collections::BTreeSet<i32>) {
+        out.extend(
+            fs::read_to_string(dir.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.trim().parse::<i32>().ok())
+                .filter(|&p| p > 1),
+        );
+        for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(&e.path(), out);
+            }
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    for d in dirs {
+        let p = Path::new(&d.path);
+        if is_cgroupfs(p) {
+            walk(p, &mut out);
+        }
+    }
+    out.remove(&(std::process::id() as i32));
+    out
+}
+
+/// Whether `path` is on cgroupfs (v1 or v2).
+fn is_cgroupfs(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is NUL-terminated and `st` a zeroed statfs the call fills in.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; the pointers live across the call.
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return false;
+    }
+    // `f_type` is an i64 on glibc and an u64 on musl; the magic numbers fit either.
+    #[allow(clippy::unnecessary_cast)]
+    let magic = st.f_type as u64;
+    magic == 0x0027_e0eb || magic == 0x6367_7270 // CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC
+}
+
+/// Thaws `dir` and its descendants wherever they are frozen (v1 `freezer.state`, v2
+/// `cgroup.freeze`).
+fn thaw_tree(dir: &Path) {
+    if let Ok(s) = fs::read_to_string(dir.join("freezer.state")) {
+        if s.trim() != "THAWED" {
+            let _ = write_file("freezer", &dir.join("freezer.state"), "THAWED");
+        }
+    }
+    if let Ok(s) = fs::read_to_string(dir.join("cgroup.freeze")) {
+        if s.trim() != "0" {
+            let _ = write_file("freezer", &dir.join("cgroup.freeze"), "0");
+        }
+    }
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            thaw_tree(&e.path());
+        }
+    }
+}
+
+/// SIGKILLs every process in `dirs` (and their child cgroups) until none is left or `wait`
+/// has passed: v2 `cgroup.kill` where there is one (the whole subtree at once, forks too), each
+/// listed pid otherwise, then a thaw so a frozen process can die. Returns whether they emptied.
+fn kill_members(dirs: &[&Dir], wait: Duration) -> bool {
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(1);
+    loop {
+        let pids = members(dirs);
+        if pids.is_empty() {
+            return true;
+        }
+        if start.elapsed() >= wait {
+            return false;
+        }
+        for d in dirs.iter().filter(|d| d.is_v2()) {
+            let f = d.file("cgroup.kill");
+            if f.exists() {
+                let _ = write_file("kill", &f, "1");
+            }
+        }
+        for &p in &pids {
+            let _ = crate::sys::kill(p, libc::SIGKILL);
+        }
+        for d in dirs {
+            thaw_tree(Path::new(&d.path));
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_millis(20));
     }
 }
 

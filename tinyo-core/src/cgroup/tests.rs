@@ -466,6 +466,57 @@ fn create_keeps_shared_ancestors() {
 }
 
 #[test]
+fn default_parent_is_removed_by_the_last_container_out() {
+    let f = Fake::new();
+    let h = hybrid(&f);
+    let mut a = h.plan(None, "a").unwrap();
+    let mut b = h.plan(None, "b").unwrap();
+    assert_eq!(
+        dir(&a, "pids").shared,
+        vec![f.p("sys/fs/cgroup/pids/tinyo").display().to_string()]
+    );
+    try_create(&mut a).unwrap();
+    try_create(&mut b).unwrap();
+    // `a` made `tinyo/`, `b` found it: `a` leaves first, `b` still removes it.
+    assert_eq!(dir(&a, "pids").created.len(), 1);
+    assert!(dir(&b, "pids").created.is_empty());
+    assert!(!dir(&a, "pids").joined && !dir(&b, "pids").joined);
+    strip_files(&a);
+    strip_files(&b);
+    remove(&a);
+    assert!(f.p("sys/fs/cgroup/pids/tinyo/b").exists());
+    remove(&b);
+    for h in ["cpuset", "pids", "unified", "memory/process_api/s1"] {
+        assert!(
+            !f.p(&format!("sys/fs/cgroup/{h}/tinyo")).exists(),
+            "{h}/tinyo left behind"
+        );
+    }
+    // An explicit cgroupsPath shares nothing.
+    assert!(h.plan(Some(Path::new("x/c")), "c").unwrap()[0]
+        .shared
+        .is_empty());
+}
+
+#[test]
+fn an_existing_leaf_is_joined_and_its_fake_procs_left_alone() {
+    let f = Fake::new();
+    let h = hybrid(&f);
+    // A fake tree's cgroup.procs is never read as pids to kill (not on cgroupfs).
+    f.put("sys/fs/cgroup/pids/theirs/c1/cgroup.procs", "1\n2\n");
+    let mut dirs = h.plan(Some(Path::new("/theirs/c1")), "c1").unwrap();
+    try_create(&mut dirs).unwrap();
+    assert!(dir(&dirs, "pids").joined);
+    assert!(!dir(&dirs, "memory").joined);
+    let own: Vec<&Dir> = dirs.iter().collect();
+    assert!(members(&own).is_empty());
+    // Old state (no `joined`, no `shared`) still reads.
+    let old: Dir = serde_json::from_value(json!({"mountpoint": "/m", "path": "/m/c"})).unwrap();
+    assert!(!old.joined && old.shared.is_empty());
+    assert!(!serde_json::to_string(&old).unwrap().contains("joined"));
+}
+
+#[test]
 fn create_cleans_up_on_failure() {
     let f = Fake::new();
     let h = hybrid_no_cpuset_files(&f);
@@ -1410,6 +1461,71 @@ fn real_host_oom_watch_and_kill_all() {
         };
         let result = run();
         remove(&dirs);
+        let left = leftovers(&name);
+        (result, left)
+    });
+    result.unwrap();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// `remove` kills what is left in the container's cgroups, frozen or not, in child cgroups
+/// too, and then removes them all: nothing outlives a deleted container.
+#[test]
+fn real_host_remove_kills_leftovers_even_frozen() {
+    let Some(_) = real_hybrid() else { return };
+    let name = format!("tinyo-cgtest-{}-rm", std::process::id());
+    let (result, left) = keeping_v2_root(|| {
+        let mut dirs = try_plan(Some(&PathBuf::from("/").join(&name).join("c")), "c").unwrap();
+        try_create(&mut dirs).unwrap();
+        let run = || -> Result<(), String> {
+            let procs: Vec<String> = dirs
+                .iter()
+                .map(|d| format!("echo 0 > {}/cgroup.procs", d.path))
+                .collect();
+            // An orphan (its parent shell exits) and one in a child cgroup of the freezer.
+            let freezer = dir(&dirs, "freezer").path.clone();
+            let st = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "{} && mkdir {freezer}/sub || exit 1; sleep 60 & \
+                     (echo 0 > {freezer}/sub/cgroup.procs && exec sleep 60) &",
+                    procs.join(" && ")
+                ))
+                .status()
+                .map_err(|e| e.to_string())?;
+            if !st.success() {
+                return Err(format!("setup shell: {st:?}"));
+            }
+            let own: Vec<&Dir> = dirs.iter().collect();
+            for _ in 0..400 {
+                if members(&own).len() >= 2 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let before = members(&own);
+            if before.len() < 2 {
+                return Err(format!("sleepers not seen: {before:?}"));
+            }
+            freeze(&dirs).map_err(|e| e.to_string())?;
+            remove(&dirs);
+            let alive: Vec<i32> = before
+                .iter()
+                .copied()
+                .filter(|p| {
+                    fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| !s.contains(") Z "))
+                })
+                .collect();
+            if !alive.is_empty() {
+                return Err(format!("still alive after remove: {alive:?}"));
+            }
+            Ok(())
+        };
+        let result = run();
+        remove(&dirs);
+        for h in Host::real().layout().hierarchies {
+            let _ = fs::remove_dir(h.mountpoint.join(&name));
+        }
         let left = leftovers(&name);
         (result, left)
     });
