@@ -402,3 +402,66 @@ fn tmpcopyup_fills_the_tmpfs_with_the_image_content_like_runc() {
         );
     }
 }
+
+/// process.ioPriority, process.scheduler and linux.personality are applied to the container
+/// process (runc 1.1 predates the first two, so the kernel's view is the oracle), and values
+/// that cannot be applied fail create naming the field.
+#[test]
+fn io_priority_scheduler_and_personality_are_applied_or_refused() {
+    let rt = Runtime::tinyo();
+    let id = unique("cf-sched");
+    let script =
+        "cat /proc/self/personality; ionice; awk '{ print $19, $40, $41 }' /proc/self/stat";
+    let bundle = Bundle::new(&id, &["/bin/sh", "-c", script]);
+    let mut cfg = bundle.config();
+    cfg["process"]["ioPriority"] = serde_json::json!({"class": "IOPRIO_CLASS_BE", "priority": 6});
+    cfg["process"]["scheduler"] = serde_json::json!({"policy": "SCHED_BATCH", "nice": 5});
+    cfg["linux"]["personality"] = serde_json::json!({"domain": "LINUX32"});
+    bundle.write_config(&cfg);
+    let (code, out, err) = rt.run(&bundle, &id);
+    assert_eq!(code, Some(0), "{err}");
+    // personality 8 (PER_LINUX32); best-effort level 6; nice 5, no rt priority, SCHED_BATCH (3).
+    assert_eq!(out, "00000008\nbest-effort: prio 6\n5 0 3\n", "{err}");
+
+    for (field, value, words) in [
+        (
+            "scheduler",
+            serde_json::json!({"policy": "SCHED_OTHER", "nice": 30}),
+            "process.scheduler.nice",
+        ),
+        (
+            "scheduler",
+            serde_json::json!({"policy": "SCHED_FIFO"}),
+            "process.scheduler.priority",
+        ),
+        (
+            "ioPriority",
+            serde_json::json!({"class": "IOPRIO_CLASS_RT", "priority": 9}),
+            "process.ioPriority.priority",
+        ),
+        (
+            "execCPUAffinity",
+            serde_json::json!({"initial": "0"}),
+            "process.execCPUAffinity",
+        ),
+    ] {
+        let id = unique("cf-sched-bad");
+        let bundle = Bundle::new(&id, &["true"]);
+        let mut cfg = bundle.config();
+        cfg["process"][field] = value;
+        bundle.write_config(&cfg);
+        let (code, _, err) = rt.run(&bundle, &id);
+        assert_ne!(code, Some(0), "{field}");
+        assert!(err.contains(words), "{field}: {err}");
+    }
+
+    // A field tinyo has never heard of is named, not dropped silently.
+    let id = unique("cf-unknown");
+    let bundle = Bundle::new(&id, &["true"]);
+    let mut cfg = bundle.config();
+    cfg["linux"]["fancyNewThing"] = true.into();
+    bundle.write_config(&cfg);
+    let (code, _, err) = rt.run(&bundle, &id);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("unknown field linux.fancyNewThing"), "{err}");
+}

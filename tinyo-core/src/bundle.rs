@@ -23,6 +23,12 @@ pub enum BundleError {
     Version { path: PathBuf, version: String },
     #[error("bundle {path}: {what}")]
     Invalid { path: PathBuf, what: String },
+    #[error("bundle {path}: {source}")]
+    Refused {
+        path: PathBuf,
+        #[source]
+        source: crate::fields::Refused,
+    },
 }
 
 /// A parsed and checked bundle.
@@ -30,6 +36,8 @@ pub enum BundleError {
 pub struct Bundle {
     dir: PathBuf,
     spec: Spec,
+    /// Fields the config sets that are not applied (see [`crate::fields`]).
+    warnings: Vec<String>,
 }
 
 impl Bundle {
@@ -42,12 +50,27 @@ impl Bundle {
             path: path.clone(),
             source,
         })?;
-        let spec: Spec = serde_json::from_slice(&text).map_err(|source| BundleError::Parse {
+        let parse = |source| BundleError::Parse {
+            path: path.clone(),
+            source,
+        };
+        let raw: serde_json::Value = serde_json::from_slice(&text).map_err(parse)?;
+        let warnings = crate::fields::check(&raw).map_err(|source| BundleError::Refused {
             path: path.clone(),
             source,
         })?;
+        let spec: Spec = serde_json::from_value(raw).map_err(parse)?;
         validate(&path, &spec)?;
-        Ok(Self { dir, spec })
+        Ok(Self {
+            dir,
+            spec,
+            warnings,
+        })
+    }
+
+    /// What the config sets that tinyo does not apply, one sentence each.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The bundle directory as given.

@@ -1054,7 +1054,7 @@ impl Prepared {
                 "linux.namespaces: a mount namespace is required (tinyo never mounts in the host's namespace)".into(),
             ));
         }
-        let mut warnings = Vec::new();
+        let mut warnings = b.warnings().to_vec();
         let l = linux;
         let mut notes = crate::lsm::Labels::from_spec(spec).1;
         let (seccomp, seccomp_listener) = match l.and_then(|l| l.seccomp().as_ref()) {

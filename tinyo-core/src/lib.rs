@@ -1,6 +1,7 @@
 //! tinyo-core: the library that turns an OCI runtime-spec bundle into a running container.
 //!
 //! - [`bundle`]: loading and validating a bundle's `config.json`.
+//! - [`fields`]: every runtime-spec field and whether tinyo applies, refuses or warns about it.
 //! - [`mounts`]: planning the container filesystem (pure, unit-tested without root).
 //! - [`rootfs`]: carrying out that plan in the container's mount namespace.
 //! - [`process`]: the process's own settings (user, capabilities, rlimits, …) and exec.
@@ -23,6 +24,7 @@ pub mod bundle;
 pub mod cgroup;
 pub mod container;
 pub mod elf;
+pub mod fields;
 pub mod hooks;
 pub mod lsm;
 pub mod mounts;

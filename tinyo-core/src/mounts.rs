@@ -196,6 +196,65 @@ fn recursive_attr(o: &str) -> Option<(u64, u64)> {
     })
 }
 
+/// Every mount option [`parse_options`] applies (what `tinyo features` reports).
+pub const MOUNT_OPTIONS: &[&str] = &[
+    "async",
+    "atime",
+    "bind",
+    "defaults",
+    "dev",
+    "diratime",
+    "dirsync",
+    "exec",
+    "idmap",
+    "loud",
+    "mand",
+    "noatime",
+    "nodev",
+    "nodiratime",
+    "noexec",
+    "nomand",
+    "norelatime",
+    "nostrictatime",
+    "nosuid",
+    "private",
+    "ratime",
+    "rbind",
+    "rdev",
+    "rdiratime",
+    "relatime",
+    "remount",
+    "rexec",
+    "ridmap",
+    "rnoatime",
+    "rnodev",
+    "rnodiratime",
+    "rnoexec",
+    "rnorelatime",
+    "rnosuid",
+    "rnosymfollow",
+    "ro",
+    "rprivate",
+    "rrelatime",
+    "rro",
+    "rrw",
+    "rshared",
+    "rslave",
+    "rstrictatime",
+    "rsuid",
+    "rsymfollow",
+    "runbindable",
+    "rw",
+    "shared",
+    "silent",
+    "slave",
+    "strictatime",
+    "suid",
+    "sync",
+    "tmpcopyup",
+    "unbindable",
+];
+
 /// Parses fstab-style options as runc does: known flags set or clear `MS_*` bits, propagation
 /// names are collected separately, recursive attributes (`rro`, …) become `MOUNT_ATTR_*` bits,
 /// `tmpcopyup` and `idmap`/`ridmap` are noted, and anything else is filesystem data.
@@ -646,6 +705,17 @@ mod tests {
         assert_eq!(p.flags, NOSUID | NOEXEC | BIND | REC);
         assert_eq!(p.data, "mode=755,size=64k");
         assert_eq!(p.propagation, vec![REC | SLAVE]);
+    }
+
+    #[test]
+    fn every_listed_mount_option_is_understood() {
+        for o in MOUNT_OPTIONS {
+            let p = parse_options(&[o.to_string()]);
+            assert!(
+                p.data.is_empty(),
+                "{o} would be passed to the filesystem as data"
+            );
+        }
     }
 
     #[test]

@@ -136,6 +136,12 @@ pub struct ProcessPlan {
     pub preserve_fds: u32,
     /// AppArmor/SELinux labels for the exec (only those this host enforces).
     pub labels: crate::lsm::Labels,
+    /// `process.ioPriority` as ioprio_set(2)'s value (class << 13 | level).
+    pub io_priority: Option<u32>,
+    /// `process.scheduler` as sched_setattr(2)'s attributes.
+    pub scheduler: Option<sys::SchedAttr>,
+    /// `linux.personality` as personality(2)'s persona.
+    pub personality: Option<u32>,
 }
 
 /// Why a spec's process section cannot be run.
@@ -143,6 +149,8 @@ pub struct ProcessPlan {
 pub enum ProcessError {
     #[error("process.rlimits: unknown limit {0:?}")]
     Rlimit(String),
+    #[error("{field}: {why}")]
+    Invalid { field: &'static str, why: String },
     #[error("linux.sysctl: {0:?} is not a valid key")]
     Sysctl(String),
     #[error("the config has no process to run")]
@@ -203,6 +211,24 @@ impl ProcessPlan {
             }
         }
         p.labels = crate::lsm::Labels::from_spec(spec).0;
+        if let Some(io) = process.io_priority() {
+            p.io_priority = Some(io_priority(io)?);
+        }
+        if let Some(s) = process.scheduler() {
+            p.scheduler = Some(scheduler(s)?);
+        }
+        if let Some(per) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
+            if per.flags().as_ref().is_some_and(|f| !f.is_empty()) {
+                return Err(ProcessError::Invalid {
+                    field: "linux.personality.flags",
+                    why: "personality flags are not supported (only the domain)".into(),
+                });
+            }
+            p.personality = Some(match per.domain() {
+                oci_spec::runtime::LinuxPersonalityDomain::PerLinux => 0x0000,
+                oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => 0x0008,
+            });
+        }
         if let Some(c) = process.capabilities() {
             p.caps = Some([
                 cap_mask(c.bounding().as_ref()),
@@ -254,6 +280,118 @@ impl ProcessPlan {
     }
 }
 
+/// `process.ioPriority` → ioprio_set(2)'s value: class in bits 13–15, level 0–7 below.
+fn io_priority(io: &oci_spec::runtime::LinuxIOPriority) -> Result<u32, ProcessError> {
+    use oci_spec::runtime::IOPriorityClass as C;
+    let class = match io.class() {
+        C::IoprioClassRt => 1,
+        C::IoprioClassBe => 2,
+        C::IoprioClassIdle => 3,
+    };
+    let level = io.priority();
+    if !(0..=7).contains(&level) {
+        return Err(ProcessError::Invalid {
+            field: "process.ioPriority.priority",
+            why: format!("{level} is not a level between 0 (highest) and 7"),
+        });
+    }
+    // The idle class has no levels: the kernel wants 0.
+    let level = if class == 3 { 0 } else { level as u32 };
+    Ok(class << 13 | level)
+}
+
+/// `process.scheduler` → sched_setattr(2)'s attributes, checked as runc checks them.
+fn scheduler(s: &oci_spec::runtime::Scheduler) -> Result<sys::SchedAttr, ProcessError> {
+    use oci_spec::runtime::LinuxSchedulerFlag as F;
+    use oci_spec::runtime::LinuxSchedulerPolicy as P;
+    let bad = |field, why: String| ProcessError::Invalid { field, why };
+    let policy = match s.policy() {
+        P::SchedOther => 0,
+        P::SchedFifo => 1,
+        P::SchedRr => 2,
+        P::SchedBatch => 3,
+        P::SchedIso => {
+            return Err(bad(
+                "process.scheduler.policy",
+                "SCHED_ISO is not implemented by Linux".into(),
+            ))
+        }
+        P::SchedIdle => 5,
+        P::SchedDeadline => 6,
+    };
+    let nice = s.nice().unwrap_or(0);
+    if !(-20..=19).contains(&nice) {
+        return Err(bad(
+            "process.scheduler.nice",
+            format!("{nice} is not in -20..=19"),
+        ));
+    }
+    let priority = s.priority().unwrap_or(0);
+    let realtime = policy == 1 || policy == 2;
+    if realtime && !(1..=99).contains(&priority) {
+        return Err(bad(
+            "process.scheduler.priority",
+            format!("{priority}: SCHED_FIFO and SCHED_RR need a priority in 1..=99"),
+        ));
+    }
+    if !realtime && priority != 0 {
+        return Err(bad(
+            "process.scheduler.priority",
+            format!("{priority}: only SCHED_FIFO and SCHED_RR take a priority"),
+        ));
+    }
+    let deadline = policy == 6;
+    let (runtime, dl, period) = (
+        s.runtime().unwrap_or(0),
+        s.deadline().unwrap_or(0),
+        s.period().unwrap_or(0),
+    );
+    if !deadline && (runtime != 0 || dl != 0 || period != 0) {
+        return Err(bad(
+            "process.scheduler",
+            "runtime, deadline and period are for SCHED_DEADLINE only".into(),
+        ));
+    }
+    if deadline && (runtime == 0 || runtime > dl || (period != 0 && dl > period)) {
+        return Err(bad(
+            "process.scheduler",
+            format!(
+                "SCHED_DEADLINE needs 0 < runtime ({runtime}) <= deadline ({dl}) <= period \
+                 ({period}, 0 = deadline)"
+            ),
+        ));
+    }
+    let mut flags = 0u64;
+    for f in s.flags().iter().flatten() {
+        flags |= match f {
+            F::SchedResetOnFork => 0x01,
+            F::SchedFlagReclaim => 0x02,
+            F::SchedFlagDLOverrun => 0x04,
+            F::SchedFlagKeepPolicy => 0x08,
+            F::SchedFlagKeepParams => 0x10,
+            F::SchedFlagUtilClampMin | F::SchedFlagUtilClampMax => {
+                return Err(bad(
+                    "process.scheduler.flags",
+                    format!(
+                        "{}: the runtime-spec has no utilization values to clamp to",
+                        serde_name(f)
+                    ),
+                ))
+            }
+        };
+    }
+    Ok(sys::SchedAttr {
+        size: std::mem::size_of::<sys::SchedAttr>() as u32,
+        sched_policy: policy,
+        sched_flags: flags,
+        sched_nice: nice,
+        sched_priority: priority as u32,
+        sched_runtime: runtime,
+        sched_deadline: dl,
+        sched_period: period,
+    })
+}
+
 /// Whether `path` is a file this process may execute (`Ok(false)`: it exists but is a
 /// directory, lacks execute permission or is on a noexec mount); the `stat` error otherwise.
 fn executable(path: &Path) -> io::Result<bool> {
@@ -290,6 +428,28 @@ pub fn apply_system(p: &ProcessPlan, uts: bool) -> Result<(), String> {
         let name = RLIMITS.get(res as usize).copied().unwrap_or("?");
         ctx(sys::setrlimit(res, soft, hard), || {
             format!("setrlimit {name} {soft}:{hard}")
+        })?;
+    }
+    if let Some(persona) = p.personality {
+        ctx(sys::personality(persona), || {
+            format!("linux.personality (personality {persona:#x})")
+        })?;
+    }
+    if let Some(v) = p.io_priority {
+        ctx(sys::ioprio_set_self(v), || {
+            format!(
+                "process.ioPriority (ioprio_set class {} level {})",
+                v >> 13,
+                v & 7
+            )
+        })?;
+    }
+    if let Some(a) = &p.scheduler {
+        ctx(sys::sched_setattr_self(a), || {
+            format!(
+                "process.scheduler (sched_setattr policy {} priority {} nice {})",
+                a.sched_policy, a.sched_priority, a.sched_nice
+            )
         })?;
     }
     if let Some(adj) = p.oom_score_adj {

@@ -1063,6 +1063,41 @@ pub fn fchdir(fd: BorrowedFd<'_>) -> io::Result<()> {
     check(unsafe { libc::fchdir(fd.as_raw_fd()) }).map(drop)
 }
 
+/// `struct sched_attr` of sched_setattr(2), its first version (48 bytes).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SchedAttr {
+    pub size: u32,
+    pub sched_policy: u32,
+    pub sched_flags: u64,
+    pub sched_nice: i32,
+    pub sched_priority: u32,
+    pub sched_runtime: u64,
+    pub sched_deadline: u64,
+    pub sched_period: u64,
+}
+
+/// `sched_setattr(0, attr, 0)`: the calling thread's scheduling policy and parameters.
+pub fn sched_setattr_self(attr: &SchedAttr) -> io::Result<()> {
+    // SAFETY: `attr` points to a live, initialised sched_attr whose `size` says its length.
+    let r = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, attr as *const SchedAttr, 0) };
+    check_long(r).map(drop)
+}
+
+/// `personality(2)`: the execution domain of this process and what it execs.
+pub fn personality(persona: u32) -> io::Result<()> {
+    // SAFETY: plain integer argument.
+    check(unsafe { libc::personality(persona as libc::c_ulong) }).map(drop)
+}
+
+/// `ioprio_set(IOPRIO_WHO_PROCESS, 0, value)`: the calling thread's I/O priority.
+pub fn ioprio_set_self(value: u32) -> io::Result<()> {
+    const IOPRIO_WHO_PROCESS: libc::c_int = 1;
+    // SAFETY: plain integer arguments.
+    let r = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, value) };
+    check_long(r).map(drop)
+}
+
 /// How deep [`copy_tree`] descends before refusing (a hostile image's nesting cannot exhaust
 /// descriptors or the stack).
 const COPY_DEPTH: u32 = 128;

@@ -298,12 +298,7 @@ pub(crate) fn plan(
 
 fn memory(p: &mut Plan, dirs: &[Dir], m: &LinuxMemory, update: bool) -> Result<(), CgroupError> {
     let field = "linux.resources.memory";
-    if m.kernel().is_some() {
-        p.warnings.push(format!(
-            "{field}.kernel: kernel memory limits are obsolete (deprecated by Linux 5.4, gone \
-             since 6.0 and absent in cgroup v2); not applied"
-        ));
-    }
+    // memory.kernel is warned about where the config is read (crate::fields).
     if let Some(tcp) = m.kernel_tcp() {
         // cgroup v1 still has the file on many kernels (crun writes it); v2 has no such limit.
         let file = holder(dirs, "memory")

@@ -7,6 +7,18 @@ use serde_json::json;
 pub struct Args {}
 
 pub fn run(_args: Args) -> Result<i32> {
+    use tinyo_core::fields::{Support, FIELDS};
+    // Fields of the runtime-spec a config may set but tinyo does not apply (one list:
+    // tinyo_core::fields); everything else this reports is applied.
+    let of = |want: fn(&Support) -> bool| -> Vec<&str> {
+        FIELDS
+            .iter()
+            .filter(|(_, s)| want(s))
+            .map(|(p, _)| *p)
+            .collect()
+    };
+    let refused = of(|s| matches!(s, Support::Refused(_)));
+    let warned = of(|s| matches!(s, Support::Warned(_)));
     let features = json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": tinyo_core::OCI_SPEC_VERSION,
@@ -14,13 +26,7 @@ pub fn run(_args: Args) -> Result<i32> {
             "prestart", "createRuntime", "createContainer", "startContainer", "poststart",
             "poststop"
         ],
-        "mountOptions": [
-            "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "loud",
-            "mand", "noatime", "nodev", "nodiratime", "noexec", "nomand", "norelatime",
-            "nostrictatime", "nosuid", "private", "rbind", "relatime", "remount", "ro",
-            "rprivate", "rshared", "rslave", "runbindable", "rw", "shared", "silent", "slave",
-            "strictatime", "suid", "sync", "unbindable", "idmap", "ridmap"
-        ],
+        "mountOptions": tinyo_core::mounts::MOUNT_OPTIONS,
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": tinyo_core::process::CAPS,
@@ -48,7 +54,9 @@ pub fn run(_args: Args) -> Result<i32> {
             "mountExtensions": {"idmap": {"enabled": true}}
         },
         "annotations": {
-            "io.github.tinyo.note": "terminals need --console-socket; seccomp is compiled in Rust (no libseccomp)"
+            "io.github.tinyo.note": "terminals need --console-socket; seccomp is compiled in Rust (no libseccomp)",
+            "io.github.tinyo.refusedFields": refused.join(","),
+            "io.github.tinyo.warnedFields": warned.join(",")
         }
     });
     println!("{}", serde_json::to_string_pretty(&features)?);
