@@ -465,3 +465,116 @@ fn io_priority_scheduler_and_personality_are_applied_or_refused() {
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("unknown field linux.fancyNewThing"), "{err}");
 }
+
+/// A container with every namespace of the host's, as runtime-tools' ns_itype tests make: with
+/// mounts it is refused at create naming the first one (tinyo makes no mount in the host's
+/// namespace); without, it runs chrooted, and `state`, `kill`, `delete` work.
+#[test]
+fn a_container_in_the_hosts_namespaces_runs_without_mounts_or_is_refused() {
+    let rt = Runtime::tinyo();
+    let host_ns = |cfg: &mut serde_json::Value| {
+        cfg["linux"]["namespaces"] = serde_json::json!([]);
+        cfg.as_object_mut().unwrap().remove("hostname");
+    };
+    // With runc spec's mounts: refused, nothing left.
+    let id = unique("cf-hostns");
+    let bundle = Bundle::new(&id, &["true"]);
+    let mut cfg = bundle.config();
+    host_ns(&mut cfg);
+    bundle.write_config(&cfg);
+    rt.track(&id);
+    let o = rt.out(&["create", "--bundle", bundle.path().to_str().unwrap(), &id]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("no mount namespace") && err.contains("a mount on /proc"),
+        "{err}"
+    );
+    assert!(!rt.out(&["state", &id]).status.success());
+    assert!(tinyo_tests::host::leftover_cgroups(&format!("tinyo-test-{id}")).is_empty());
+
+    // Without mounts: runs chrooted, the same as under runc.
+    let id = unique("cf-hostns");
+    let script = "test -x /bin/busybox && echo chrooted; test -e /proc/self || echo no-proc; \
+        test -c /dev/null && echo dev-null";
+    let bundle = Bundle::new(&id, &["/bin/sh", "-c", script]);
+    let mut cfg = bundle.config();
+    host_ns(&mut cfg);
+    cfg["mounts"] = serde_json::json!([]);
+    cfg["linux"]["maskedPaths"] = serde_json::json!([]);
+    cfg["linux"]["readonlyPaths"] = serde_json::json!([]);
+    cfg["root"]["readonly"] = false.into();
+    bundle.write_config(&cfg);
+    // (runc 1.1 cannot run this one: it needs /proc in the root to close descriptors.)
+    let want = "chrooted\nno-proc\ndev-null\n";
+    // In one mount namespace: tinyo's run must leave its mount table as it found it.
+    let probe = format!(
+        "before=$(cat /proc/self/mountinfo | wc -l); {} run --root {} --bundle {} {id}; \
+         after=$(cat /proc/self/mountinfo | wc -l); echo mounts $before $after",
+        tinyo_tests::bins::bin("tinyo").display(),
+        rt.root().display(),
+        bundle.path().display()
+    );
+    let o = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &probe])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    let (got, counts) = out.rsplit_once("mounts ").unwrap_or((&out, ""));
+    assert_eq!(got, want, "{err}");
+    let counts: Vec<&str> = counts.split_whitespace().collect();
+    assert_eq!(counts.len(), 2, "{out}");
+    assert_eq!(
+        counts[0], counts[1],
+        "tinyo mounted something in the host's namespace"
+    );
+
+    // state, kill and delete of such a container.
+    let id = unique("cf-hostns");
+    let bundle = Bundle::new(&id, &["sleep", "1000"]);
+    let mut c2 = cfg.clone();
+    c2["process"]["args"] = serde_json::json!(["sleep", "1000"]);
+    bundle.write_config(&c2);
+    rt.track(&id);
+    rt.ok(&[
+        "run",
+        "-d",
+        "--bundle",
+        bundle.path().to_str().unwrap(),
+        &id,
+    ]);
+    let st = rt.wait_status(&id, "running");
+    let pid = st["pid"].as_i64().unwrap();
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "a host pid"
+    );
+    rt.ok(&["kill", &id, "KILL"]);
+    rt.wait_status(&id, "stopped");
+    rt.ok(&["delete", &id]);
+    assert!(!rt.out(&["state", &id]).status.success());
+    assert!(tinyo_tests::host::leftover_cgroups(&format!("tinyo-test-{id}")).is_empty());
+}
+
+#[test]
+fn a_hostname_without_a_uts_namespace_is_refused_in_runcs_words() {
+    let id = unique("cf-uts");
+    let bundle = Bundle::new(&id, &["true"]);
+    let mut cfg = bundle.config();
+    cfg["hostname"] = "box".into();
+    cfg["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "uts");
+    bundle.write_config(&cfg);
+    let words = "unable to set hostname without a private UTS namespace";
+    for rt in [Runtime::runc(), Runtime::tinyo()] {
+        let (code, _, err) = rt.run(&bundle, &id);
+        assert_ne!(code, Some(0), "{}", rt.name);
+        assert!(err.contains(words), "{}: {err}", rt.name);
+    }
+}

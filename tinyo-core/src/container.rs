@@ -1049,10 +1049,18 @@ impl Prepared {
                 _ => clone_flags |= flag as u64,
             }
         }
+        // runc's check and words: without a UTS namespace the host's names would change.
+        for (field, value) in [("hostname", spec.hostname()), ("domainname", spec.domainname())] {
+            if !uts && value.as_deref().is_some_and(|v| !v.is_empty()) {
+                return Err(Error::Unsupported(format!(
+                    "unable to set {field} without a private UTS namespace"
+                )));
+            }
+        }
         if !has_mount {
-            return Err(Error::Unsupported(
-                "linux.namespaces: a mount namespace is required (tinyo never mounts in the host's namespace)".into(),
-            ));
+            // The host's mount namespace: no mount at all, or a clear refusal naming the
+            // first one the config needs (nothing could undo it reliably at delete).
+            plan = mounts::without_mount_namespace(plan)?;
         }
         let mut warnings = b.warnings().to_vec();
         let l = linux;

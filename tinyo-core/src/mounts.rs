@@ -22,6 +22,12 @@ pub enum PlanError {
     Idmap { dest: String, why: &'static str },
     #[error("mount {0}: option \"tmpcopyup\" applies to tmpfs mounts only")]
     CopyUp(String),
+    #[error(
+        "linux.namespaces: the config has no mount namespace, and tinyo makes no mount in the \
+         host's namespace, but the config needs {0}: add a mount namespace, or drop the mounts \
+         (mounts, maskedPaths, readonlyPaths, root.readonly, rootfsPropagation)"
+    )]
+    NeedsMountNamespace(String),
     #[error("overlay root: {0:?} must be an absolute path without ',', ':', '\\' or newlines")]
     Overlay(String),
 }
@@ -93,6 +99,12 @@ pub enum Op {
     RootPropagation { flags: u64 },
     /// Make the root the container's `/`: pivot_root, or chroot with `--no-pivot`.
     EnterRoot { pivot: bool },
+    /// Without a mount namespace: open the rootfs as it is (no bind of it, which would be a
+    /// mount in the host's namespace).
+    OpenRoot { rootfs: PathBuf },
+    /// Without a mount namespace: chroot into the rootfs (pivot_root or moving a mount would
+    /// change the host's).
+    Chroot,
     /// After entering the root: hide a path (tmpfs over a directory, /dev/null over a file).
     Mask { path: PathBuf },
     /// After entering the root: bind a path onto itself read-only.
@@ -636,6 +648,47 @@ pub fn plan(
     Ok(Plan { ops })
 }
 
+/// The plan for a container without a mount namespace of its own: the same file operations
+/// (device nodes, links) on the rootfs, entered by chroot, and no mount at all — the first op
+/// that would mount something in the host's namespace makes it an error naming what needs it.
+pub fn without_mount_namespace(plan: Plan) -> Result<Plan, PlanError> {
+    let mut ops = Vec::with_capacity(plan.ops.len());
+    for op in plan.ops {
+        let needs = match &op {
+            Op::PrivatizeHost => continue,
+            Op::BindRootfs { rootfs } => {
+                ops.push(Op::OpenRoot {
+                    rootfs: rootfs.clone(),
+                });
+                continue;
+            }
+            Op::EnterRoot { .. } => {
+                ops.push(Op::Chroot);
+                continue;
+            }
+            Op::Device { .. } | Op::Symlink { .. } | Op::OpenRoot { .. } | Op::Chroot => {
+                ops.push(op);
+                continue;
+            }
+            Op::OverlayRoot { .. } => "an overlay root".to_string(),
+            Op::Mount { dest, .. } | Op::IdmapBind { dest, .. } => {
+                format!("a mount on {}", dest.display())
+            }
+            Op::Remount { dest, .. } | Op::RecursiveAttr { dest, .. } => {
+                format!("a remount of {}", dest.display())
+            }
+            Op::Propagation { dest, .. } => format!("the propagation of {}", dest.display()),
+            Op::Cgroup { dest, .. } => format!("a cgroup mount on {}", dest.display()),
+            Op::RootPropagation { .. } => "linux.rootfsPropagation".to_string(),
+            Op::Mask { path } => format!("masked path {}", path.display()),
+            Op::ReadOnly { path } => format!("read-only path {}", path.display()),
+            Op::ReadOnlyRoot => "root.readonly".to_string(),
+        };
+        return Err(PlanError::NeedsMountNamespace(needs));
+    }
+    Ok(Plan { ops })
+}
+
 /// The devices and links every container gets (runc's list), unless `/dev` is a host bind.
 fn default_devices(ops: &mut Vec<Op>, listed: &[&Path]) {
     for (name, major, minor) in [
@@ -824,6 +877,33 @@ mod tests {
             e.to_string().contains("tmpcopyup") && e.to_string().contains("/etc"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn without_a_mount_namespace_only_file_ops_and_chroot_remain() {
+        let bare = spec(r#"{"ociVersion": "1.0.2", "root": {"path": "rootfs"}}"#);
+        let p = plan(
+            &bare,
+            Path::new("/b"),
+            Path::new("/b/r"),
+            PlanOptions::default(),
+        )
+        .unwrap();
+        let p = without_mount_namespace(p).unwrap();
+        assert_eq!(
+            p.ops[0],
+            Op::OpenRoot {
+                rootfs: "/b/r".into()
+            }
+        );
+        assert_eq!(p.ops.last(), Some(&Op::Chroot));
+        assert!(p.ops.iter().all(|o| matches!(
+            o,
+            Op::OpenRoot { .. } | Op::Device { .. } | Op::Symlink { .. } | Op::Chroot
+        )));
+        // The default spec mounts /proc first: that is named.
+        let e = without_mount_namespace(default_plan()).unwrap_err();
+        assert!(e.to_string().contains("a mount on /proc"), "{e}");
     }
 
     #[test]

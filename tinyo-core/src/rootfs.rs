@@ -74,6 +74,29 @@ pub fn apply(
                 })?);
                 rootfs_path = Some(rootfs.clone());
             }
+            Op::OpenRoot { rootfs } => {
+                root = Some(ctx(sys::open_dir(rootfs), || {
+                    format!("opening rootfs {}", rootfs.display())
+                })?);
+                rootfs_path = Some(rootfs.clone());
+            }
+            Op::Chroot => {
+                let rootfs = rootfs_path.as_deref().unwrap_or(Path::new("/"));
+                before_enter().map_err(|e| RootfsError {
+                    what: "before entering the root".into(),
+                    source: io::Error::other(e),
+                })?;
+                let name = || format!("chroot into {}", rootfs.display());
+                ctx(std::env::set_current_dir(rootfs), name)?;
+                ctx(std::os::unix::fs::chroot("."), name)?;
+                ctx(std::env::set_current_dir("/"), name)?;
+                root = None;
+                did_enter = true;
+                entered().map_err(|what| RootfsError {
+                    what,
+                    source: io::Error::other("container system settings"),
+                })?;
+            }
             Op::EnterRoot { pivot } => {
                 let rootfs = rootfs_path.as_deref().unwrap_or(Path::new("/"));
                 before_enter().map_err(|e| RootfsError {
