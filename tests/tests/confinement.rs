@@ -576,6 +576,106 @@ fn seccomp_notify_sends_the_listener_and_state_to_the_agent() {
     rt.ok(&["delete", "--force", &id]);
 }
 
+/// `struct seccomp_notif` and `struct seccomp_notif_resp` (linux/seccomp.h).
+#[repr(C)]
+#[derive(Default)]
+struct Notif {
+    id: u64,
+    pid: u32,
+    flags: u32,
+    nr: i32,
+    arch: u32,
+    ip: u64,
+    args: [u64; 6],
+}
+
+#[repr(C)]
+struct NotifResp {
+    id: u64,
+    val: i64,
+    error: i32,
+    flags: u32,
+}
+
+const SECCOMP_IOCTL_NOTIF_RECV: libc::c_ulong = 0xc050_2100;
+const SECCOMP_IOCTL_NOTIF_SEND: libc::c_ulong = 0xc018_2101;
+
+/// The agent side of seccomp notify, as youki's and runc's tests drive it: the listener comes
+/// during `create` (state `creating`), before `start`, and the agent answers the container's
+/// first notified syscall (mkdir) with EROFS, which the container then sees.
+#[test]
+fn seccomp_notify_listener_arrives_at_create_and_answers_a_syscall() {
+    use std::os::fd::AsRawFd;
+    let rt = Runtime::tinyo();
+    let id = unique("seccomp-agent");
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("agent.sock");
+    let agent = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    let b = Bundle::new(
+        &id,
+        &[
+            "sh",
+            "-c",
+            "mkdir /tmp/notified 2>/tmp/err; echo $? > /tmp/rc",
+        ],
+    );
+    let mut spec = b.config();
+    spec["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": sock_path,
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+    });
+    b.write_config(&spec);
+    rt.track(&id);
+    // The agent receives the listener while create runs: create returns only after sending.
+    let receiver = std::thread::spawn(move || {
+        let (conn, _) = agent.accept().unwrap();
+        recv_fd(&conn)
+    });
+    rt.ok(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    let (fd, state) = receiver.join().unwrap();
+    let state: Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(state["state"]["status"], "creating", "{state}");
+    assert_eq!(
+        rt.state(&id)["status"],
+        "created",
+        "the container has not started"
+    );
+    // Answer the first notification with EROFS.
+    let answer = std::thread::spawn(move || {
+        let mut n = Notif::default();
+        // SAFETY: `n` is a seccomp_notif-sized, writable buffer; the fd is the listener.
+        let r = unsafe { libc::ioctl(fd.as_raw_fd(), SECCOMP_IOCTL_NOTIF_RECV, &mut n) };
+        assert_eq!(r, 0, "NOTIF_RECV: {}", std::io::Error::last_os_error());
+        let resp = NotifResp {
+            id: n.id,
+            val: 0,
+            error: -libc::EROFS,
+            flags: 0,
+        };
+        // SAFETY: `resp` is a seccomp_notif_resp the kernel reads.
+        let r = unsafe { libc::ioctl(fd.as_raw_fd(), SECCOMP_IOCTL_NOTIF_SEND, &resp) };
+        assert_eq!(r, 0, "NOTIF_SEND: {}", std::io::Error::last_os_error());
+        n.nr
+    });
+    rt.ok(&["start", &id]);
+    let nr = answer.join().unwrap();
+    assert!(
+        [libc::SYS_mkdir, libc::SYS_mkdirat].contains(&(nr as i64)),
+        "notified syscall {nr}"
+    );
+    rt.wait_status(&id, "stopped");
+    let read = |f: &str| std::fs::read_to_string(b.rootfs().join(f)).unwrap_or_default();
+    assert_eq!(read("tmp/rc").trim(), "1");
+    assert!(
+        read("tmp/err").contains("Read-only file system"),
+        "{}",
+        read("tmp/err")
+    );
+    assert!(!b.rootfs().join("tmp/notified").exists());
+    rt.ok(&["delete", &id]);
+}
+
 /// Receives one descriptor and its payload from a unix socket.
 fn recv_fd(stream: &std::os::unix::net::UnixStream) -> (std::os::fd::OwnedFd, String) {
     let (fd, data) = tinyo_core::sys::recv_fd_payload(std::os::fd::AsFd::as_fd(stream))
