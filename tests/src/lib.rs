@@ -25,6 +25,7 @@ pub mod hostile;
 pub mod image;
 pub mod oci;
 pub mod podman;
+pub mod profiles;
 pub mod proxy;
 pub mod registry;
 pub mod shim;

@@ -899,3 +899,57 @@ fn a_pure_cgroup_v2_layout_works_on_the_real_kernel() {
     assert!(o.status.success(), "{o:?}");
     assert!(leftover_cgroups(&format!("tinyo-test-{id}")).is_empty());
 }
+
+/// podman's and docker's default profiles, as each engine hands them to the runtime, with and
+/// without noNewPrivileges: the container and an exec into it run as under runc (issue 16.1:
+/// nothing tinyo does after loading the filter may need a syscall a profile refuses).
+#[test]
+fn podman_and_docker_default_profiles_run_and_exec_as_under_runc() {
+    use tinyo_tests::profiles;
+    let (runc, tinyo) = (Runtime::runc(), Runtime::tinyo());
+    for (engine, source) in [
+        ("podman", profiles::podman_source()),
+        ("docker", profiles::docker_source()),
+    ] {
+        for nnp in [true, false] {
+            let id = unique("seccomp-engine");
+            let script = "echo ok; grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status; \
+                ls /bin > /dev/null && echo listed; (unshare -m true 2>/dev/null && echo unshared) \
+                || echo no-unshare";
+            let b = Bundle::new(&id, &["sh", "-c", script]);
+            let mut spec = b.config();
+            let caps: Vec<String> = spec["process"]["capabilities"]["bounding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap().to_string())
+                .collect();
+            let caps: Vec<&str> = caps.iter().map(String::as_str).collect();
+            spec["linux"]["seccomp"] = profiles::to_oci(&source, &caps);
+            spec["process"]["noNewPrivileges"] = nnp.into();
+            b.write_config(&spec);
+            let (rc, want, rerr) = runc.run(&b, &id);
+            assert_eq!(rc, Some(0), "runc {engine} nnp={nnp}: {rerr}");
+            let (tc, got, terr) = tinyo.run(&b, &id);
+            assert_eq!(tc, Some(0), "tinyo {engine} nnp={nnp}: {terr}");
+            assert_eq!(
+                got, want,
+                "{engine} nnp={nnp}: tinyo (left) vs runc (right)"
+            );
+            assert!(
+                got.contains("Seccomp:\t2") && got.contains("no-unshare"),
+                "{got}"
+            );
+
+            // exec into a running container under the same filter.
+            let id = unique("seccomp-engine-x");
+            spec["process"]["args"] = json!(["sleep", "1000"]);
+            b.write_config(&spec);
+            tinyo.track(&id);
+            tinyo.ok(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]);
+            let out = tinyo.ok(&["exec", &id, "sh", "-c", "echo exec-ok"]);
+            assert_eq!(out, "exec-ok\n", "{engine} nnp={nnp}");
+            tinyo.ok(&["delete", "--force", &id]);
+        }
+    }
+}
