@@ -66,6 +66,11 @@ impl Podman {
         p
     }
 
+    /// The OCI runtime this podman drives.
+    pub fn runtime(&self) -> &Path {
+        &self.runtime
+    }
+
     /// The imported image's name.
     pub fn image(&self) -> &str {
         &self.image

@@ -148,21 +148,40 @@ fn podman_build_runs_a_run_step() {
 /// found), for `run` and for `exec`, as with runc.
 #[test]
 fn podman_exec_errors_map_to_126_and_127() {
-    let p = podman();
+    let runc = tinyo_tests::host::require_tool("runc", "runc");
+    for p in [Podman::new(&runc, busybox::rootfs()), podman()] {
+        exec_codes(&p);
+    }
+}
+
+/// The cases of [`podman_exec_errors_map_to_126_and_127`] for one runtime.
+fn exec_codes(p: &Podman) {
     for (cmd, code) in [("/no/such/command", 127), ("nosuch", 127), ("/etc", 126)] {
-        let mut args = run_args(&p, &["--rm"]);
+        let mut args = run_args(p, &["--rm"]);
         args.extend([p.image(), cmd]);
         let o = p.run(&args);
-        assert_eq!(o.status.code(), Some(code), "run {cmd}: {}", text(&o));
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "{:?} run {cmd}: {}",
+            p.runtime(),
+            text(&o)
+        );
     }
     let name = unique("pexec");
-    let mut args = run_args(&p, &["-d", "--name", &name]);
+    let mut args = run_args(p, &["-d", "--name", &name]);
     args.extend([p.image(), "sleep", "1000"]);
     let o = p.run(&args);
     assert!(o.status.success(), "run -d: {}", text(&o));
     for (cmd, code) in [("/no/such/command", 127), ("nosuch", 127), ("/etc", 126)] {
         let o = p.run(&["exec", &name, cmd]);
-        assert_eq!(o.status.code(), Some(code), "exec {cmd}: {}", text(&o));
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "{:?} exec {cmd}: {}",
+            p.runtime(),
+            text(&o)
+        );
     }
     let o = p.run(&["rm", "-f", "-t", "0", &name]);
     assert!(o.status.success(), "rm: {}", text(&o));
@@ -274,4 +293,39 @@ fn podman_rm_leaves_no_cgroup_or_process_behind() {
         .filter(|c| c.trim_end() == marker)
         .collect();
     assert!(survivors.is_empty(), "processes left behind: {survivors:?}");
+}
+
+/// Volumes: read-write, read-only, and a noexec volume whose program podman reports with 126.
+#[test]
+fn podman_volumes_rw_ro_and_noexec() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = podman();
+    let dir = tempfile::tempdir().unwrap();
+    let prog = dir.path().join("prog");
+    std::fs::write(&prog, "#!/bin/sh\necho ran\n").unwrap();
+    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let vol = |opts: &str| format!("{}:/v{opts}", dir.path().display());
+    let (rw, ro, noexec) = (vol(""), vol(":ro"), vol(":noexec"));
+    let mut args = run_args(&p, &["--rm", "-v", &rw]);
+    args.extend([p.image(), "sh", "-c", "echo written > /v/out && /v/prog"]);
+    let o = p.run(&args);
+    assert!(o.status.success(), "rw: {}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "ran\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out")).unwrap(),
+        "written\n"
+    );
+    let mut args = run_args(&p, &["--rm", "-v", &ro]);
+    args.extend([
+        p.image(),
+        "sh",
+        "-c",
+        "touch /v/x 2>/dev/null && echo writable || echo ro",
+    ]);
+    let o = p.run(&args);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "ro\n", "{}", text(&o));
+    let mut args = run_args(&p, &["--rm", "-v", &noexec]);
+    args.extend([p.image(), "/v/prog"]);
+    let o = p.run(&args);
+    assert_eq!(o.status.code(), Some(126), "noexec: {}", text(&o));
 }
