@@ -56,7 +56,7 @@ pub fn docker_source() -> Value {
             .unwrap();
         assert!(st.success(), "dpkg-deb -x {}", deb.display());
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::rename(tmp.into_path(), &dir).unwrap();
+        std::fs::rename(tmp.keep(), &dir).unwrap();
     }
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))

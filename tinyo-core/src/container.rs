@@ -1050,7 +1050,10 @@ impl Prepared {
             }
         }
         // runc's check and words: without a UTS namespace the host's names would change.
-        for (field, value) in [("hostname", spec.hostname()), ("domainname", spec.domainname())] {
+        for (field, value) in [
+            ("hostname", spec.hostname()),
+            ("domainname", spec.domainname()),
+        ] {
             if !uts && value.as_deref().is_some_and(|v| !v.is_empty()) {
                 return Err(Error::Unsupported(format!(
                     "unable to set {field} without a private UTS namespace"
