@@ -24,6 +24,12 @@ pub struct Containerd {
 
 impl Containerd {
     pub fn start() -> Self {
+        Self::start_with_path(None)
+    }
+
+    /// As [`Containerd::start`], with `dir` first on containerd's PATH: where it finds
+    /// `containerd-shim-<name>-v2` for `--runtime io.containerd.<name>.v2`.
+    pub fn start_with_path(path_dir: Option<&Path>) -> Self {
         let bin = require_tool("containerd", "containerd");
         let ctr = require_tool("ctr", "containerd");
         require_tool("containerd-shim-runc-v2", "containerd");
@@ -50,6 +56,10 @@ impl Containerd {
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log);
+        if let Some(extra) = path_dir {
+            let path = std::env::var("PATH").unwrap_or_default();
+            cmd.env("PATH", format!("{}:{path}", extra.display()));
+        }
         crate::host::die_with_parent(&mut cmd);
         let child = cmd.spawn().expect("spawn containerd");
         let c = Self {
@@ -138,8 +148,10 @@ impl Drop for Containerd {
         let _ = self.child.wait();
         let runc_root = Path::new("/run/containerd/runc").join(&self.namespace);
         let _ = fs::remove_dir_all(&runc_root);
+        let _ = fs::remove_dir(Path::new("/run/containerd/tinyo").join(&self.namespace));
         for d in [
             "/run/containerd/runc",
+            "/run/containerd/tinyo",
             "/run/containerd/s",
             "/run/containerd/fifo",
             "/run/containerd",

@@ -4,24 +4,35 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+/// Whether this process runs as root (effective uid 0).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
 /// Panics unless running as root.
 pub fn require_root() {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
+    assert!(
+        is_root(),
         "this test must run as root (it creates namespaces, mounts and cgroups); run it with sudo or as root"
     );
 }
 
-/// Finds `tool` on PATH or panics, naming the Debian package that provides it.
-pub fn require_tool(tool: &str, package: &str) -> PathBuf {
-    which(tool).unwrap_or_else(|| {
-        panic!("`{tool}` is not installed; install it with `apt-get install -y {package}` (.ci/run does)")
+/// Finds `tool` on PATH, or says which Debian package provides it. The non-panicking form of
+/// [`require_tool`], for callers (xtask) that report errors rather than fail a test.
+pub fn find_tool(tool: &str, package: &str) -> Result<PathBuf, String> {
+    which(tool).ok_or_else(|| {
+        format!("`{tool}` is not installed; install it with `apt-get install -y {package}` (.ci/run does)")
     })
 }
 
-/// `tool` on PATH (also searching the sbin directories, which a non-login PATH may lack).
+/// Finds `tool` on PATH or panics, naming the Debian package that provides it.
+pub fn require_tool(tool: &str, package: &str) -> PathBuf {
+    find_tool(tool, package).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `tool` on PATH (also searching the sbin directories, which a non-login PATH may lack); an
+/// absolute `tool` is taken as it is.
 pub fn which(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)

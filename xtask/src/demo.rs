@@ -4,6 +4,9 @@
 //! `busybox-static`) as `docker.io/library/busybox`'s mirror, pulls `busybox` through that
 //! mirror with tinyo-pull, runs a container that prints a greeting with tinyo-shim, then
 //! removes the container and stops the registry. Everything lives under `target/demo/`.
+//!
+//! It runs as root and needs nothing installed by hand: the two tools it uses from Debian
+//! ([`NEEDS`]) are installed with apt-get when missing.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -12,7 +15,24 @@ use anyhow::{bail, Context, Result};
 use tinyo_tests::catalogue;
 use tinyo_tests::registry::Registry;
 
+use crate::tools::{need, Need};
 use crate::{cargo, root, step};
+
+/// Everything the demo runs that is not built from this workspace (the fixtures it calls
+/// start docker-registry and copy busybox; the plain registry needs neither openssl nor
+/// htpasswd, and `--network none` needs no CNI plugins).
+pub const NEEDS: [Need; 2] = [
+    need(
+        "docker-registry",
+        "docker-registry",
+        "a loopback registry to pull from",
+    ),
+    need(
+        "busybox",
+        "busybox-static",
+        "a static busybox for the image's root filesystem",
+    ),
+];
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -22,14 +42,16 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    tinyo_tests::host::require_root();
+    crate::tools::require_root("demo", "it mounts, makes namespaces and runs a container")?;
+    crate::tools::ensure("demo", &NEEDS)?;
+    require_static_busybox()?;
     step(
         "build tinyo-pull and tinyo-shim",
         cargo().args(["build", "--release", "-p", "tinyo-pull", "-p", "tinyo-shim"]),
     )?;
     // tinyo-init runs inside the container, whose root has no C library: static (musl).
     if !crate::dist::ensure_musl() {
-        bail!("the x86_64-unknown-linux-musl target is needed for a static tinyo-init (rustup target add x86_64-unknown-linux-musl)");
+        bail!("needs the x86_64-unknown-linux-musl Rust target for a static tinyo-init, and adding it failed: run `rustup target add x86_64-unknown-linux-musl`");
     }
     step(
         "build a static tinyo-init",
@@ -113,5 +135,24 @@ pub fn run(args: Args) -> Result<()> {
     env(&mut images);
     step("tinyo-shim images", &mut images)?;
     eprintln!("\n==> done: store and state in {}", store.display());
+    Ok(())
+}
+
+/// The container has no C library: its busybox must be static. Debian's `busybox` package
+/// (dynamic) and `busybox-static` conflict, so a dynamic one is reported, not replaced.
+fn require_static_busybox() -> Result<()> {
+    let Some(path) = tinyo_tests::host::which("busybox") else {
+        bail!("busybox is not installed: apt-get install busybox-static");
+    };
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let linking = tinyo_core::elf::linking(&bytes)
+        .with_context(|| format!("reading ELF headers of {}", path.display()))?;
+    if !linking.is_static() {
+        bail!(
+            "{} is dynamically linked (Debian's busybox package), but the demo's container has no C library: \
+             replace it with the static one: apt-get install busybox-static",
+            path.display()
+        );
+    }
     Ok(())
 }

@@ -132,7 +132,9 @@ pub fn ensure_musl() -> bool {
     if installed {
         return true;
     }
-    eprintln!("xtask dist: {MUSL} is not installed; trying `rustup target add {MUSL}`");
+    eprintln!(
+        "xtask: the {MUSL} Rust target is not installed; adding it with `rustup target add {MUSL}`"
+    );
     Command::new("rustup")
         .args(["target", "add", MUSL])
         .status()

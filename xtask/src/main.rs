@@ -5,11 +5,16 @@
 //! - `dist`: the static musl release in `dist/`.
 //! - `bench`: benchmarks that compare tinyo with its peers in one interleaved run.
 //! - `demo`: tinyo's main job without internet: pull from a loopback registry, then run.
+//!
+//! A failure is one line on stderr, `xtask TASK: what went wrong: its cause: …`, and exit
+//! status 1 — for errors and for panics in the fixtures xtask drives alike (a backtrace only
+//! when `RUST_BACKTRACE` asks for one). Missing tools are installed or named ([`tools`]).
 
 mod bench;
 mod demo;
 mod dist;
 mod test;
+mod tools;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -36,18 +41,60 @@ enum Task {
     Demo(demo::Args),
 }
 
+impl Task {
+    /// The name errors are reported under: `xtask demo: …`.
+    fn name(&self) -> &'static str {
+        match self {
+            Task::Test(_) => "test",
+            Task::Dist(_) => "dist",
+            Task::Bench(_) => "bench",
+            Task::Demo(_) => "demo",
+        }
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
-    let result = match cli.task {
+    let name = cli.task.name();
+    install_panic_hook(name);
+    // A panic (in a fixture, say) unwinds to here, so whatever it started is dropped and torn
+    // down; the hook has already printed it.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match cli.task {
         Task::Test(a) => test::run(a),
         Task::Dist(a) => dist::run(a).map(|_| ()),
         Task::Bench(a) => bench::run(a),
         Task::Demo(a) => demo::run(a),
-    };
-    if let Err(e) = result {
-        eprintln!("xtask: error: {e:#}");
-        std::process::exit(1);
+    }));
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            eprintln!("{}", error_line(name, &e));
+            std::process::exit(1);
+        }
+        Err(_) => std::process::exit(1),
     }
+}
+
+/// `xtask TASK: what went wrong: its cause: …`, on one line.
+fn error_line(task: &str, e: &anyhow::Error) -> String {
+    format!("xtask {task}: {e:#}")
+}
+
+/// Panics print as `xtask TASK: MESSAGE`, without the "thread 'main' panicked at" preamble or
+/// a backtrace; with `RUST_BACKTRACE` set, as Rust prints them.
+fn install_panic_hook(task: &'static str) {
+    if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+        return;
+    }
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("panicked");
+        eprintln!("xtask {task}: {msg}");
+    }));
 }
 
 /// The workspace's top directory.
@@ -70,4 +117,16 @@ pub fn step(what: &str, cmd: &mut Command) -> Result<()> {
         bail!("{what} failed ({status})");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_error_and_its_causes_are_one_line() {
+        let e = anyhow::anyhow!("docker-registry is missing").context("starting the registry");
+        assert_eq!(
+            super::error_line("demo", &e),
+            "xtask demo: starting the registry: docker-registry is missing"
+        );
+    }
 }

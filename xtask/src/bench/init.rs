@@ -15,7 +15,7 @@ use super::{interleaved, peer, time_command, Contender, Opts, Report};
 const REFERENCE: &str = "tini-static";
 
 pub fn run(opts: &Opts) -> Result<Vec<Report>> {
-    tinyo_tests::host::require_root();
+    crate::tools::require_root("bench", "it runs each init as PID 1 of a new PID namespace")?;
     let ours = super::dist_binary("tinyo-init")?;
     let mut inits: Vec<(String, PathBuf)> = vec![("tinyo-init".into(), ours)];
     let mut notes = Vec::new();

@@ -25,7 +25,15 @@ const REFERENCE: &str = "skopeo+umoci";
 const BUDGET: u64 = 120 << 20;
 
 pub fn run(opts: &Opts) -> Result<Vec<Report>> {
-    tinyo_tests::host::require_root();
+    crate::tools::require_root("bench", "its peers unpack images as root")?;
+    crate::tools::ensure(
+        "bench",
+        &[crate::tools::need(
+            "docker-registry",
+            "docker-registry",
+            "the loopback registry of the pull benchmark",
+        )],
+    )?;
     let tinyo_pull = dist_binary("tinyo-pull")?;
     let work = tempfile::Builder::new()
         .prefix("tinyo-bench-pull-")

@@ -57,7 +57,29 @@ fn idle_count() -> usize {
 }
 
 pub fn run(opts: &Opts) -> Result<Vec<Report>> {
-    tinyo_tests::host::require_root();
+    crate::tools::require_root("bench", "it runs containers")?;
+    use crate::tools::need;
+    crate::tools::ensure(
+        "bench",
+        &[
+            need(
+                "busybox",
+                "busybox-static",
+                "the busybox image of the shim benchmark",
+            ),
+            need(
+                "docker-registry",
+                "docker-registry",
+                "the loopback registry of the shim benchmark",
+            ),
+        ],
+    )?;
+    // podman is the reference here, and too big to install on the side.
+    crate::tools::require(&[
+        need("podman", "podman", "the shim benchmark's reference"),
+        need("conmon", "conmon", "the shim benchmark's reference"),
+        need("runc", "runc", "the shim benchmark's reference"),
+    ])?;
     let shim_bin = super::dist_binary("tinyo-shim")?;
     let bin_dir = shim_bin.parent().map(PathBuf::from).unwrap_or_default();
     // The fixtures then drive the static release binaries (and their static tinyo-init).

@@ -18,7 +18,15 @@ use tinyo_tests::busybox::Bundle;
 use super::{interleaved, peer, time_command, Contender, Opts, Report};
 
 pub fn run(opts: &Opts) -> Result<Vec<Report>> {
-    tinyo_tests::host::require_root();
+    crate::tools::require_root("bench", "it starts containers")?;
+    crate::tools::ensure(
+        "bench",
+        &[crate::tools::need(
+            "busybox",
+            "busybox-static",
+            "the busybox bundle of the start benchmark",
+        )],
+    )?;
     let state = tempfile::Builder::new()
         .prefix("tinyo-bench-start-")
         .tempdir()?;

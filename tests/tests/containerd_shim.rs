@@ -1,0 +1,254 @@
+//! containerd drives tinyo through its native shim, `containerd-shim-tinyo-v2`
+//! (`--runtime io.containerd.tinyo.v2`): containerd from Debian, started by the test in its own
+//! root, state, sockets and namespace; images from the fixture catalogue.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use tinyo_tests::bins::bin;
+use tinyo_tests::catalogue;
+use tinyo_tests::containerd::Containerd;
+use tinyo_tests::host::{leftover_cgroups, require_root, unique};
+
+const RUNTIME: &str = "io.containerd.tinyo.v2";
+
+fn text(o: &Output) -> String {
+    format!(
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn setup() -> (Containerd, tempfile::TempDir) {
+    require_root();
+    let shim = bin("containerd-shim-tinyo-v2");
+    let c = Containerd::start_with_path(shim.parent());
+    let layout = tempfile::tempdir().unwrap();
+    catalogue::build(layout.path());
+    c.import_layout(layout.path(), "localhost/bbox");
+    (c, layout)
+}
+
+/// The shim processes serving namespace `ns`.
+fn shims(ns: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            (cmd.contains("containerd-shim-tinyo-v2") && cmd.contains(&format!("-namespace {ns} ")))
+                .then_some(pid)
+        })
+        .collect()
+}
+
+fn task_status(c: &Containerd, id: &str) -> String {
+    let o = c.ctr(&["task", "ls"]);
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(id))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .unwrap_or("")
+        .to_string()
+}
+
+fn wait_status(c: &Containerd, id: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while task_status(c, id) != want {
+        assert!(
+            Instant::now() < deadline,
+            "{id} never became {want}: {}",
+            c.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn ctr_run_on_the_native_shim_returns_output_and_exit_code() {
+    let (c, _layout) = setup();
+    let id = unique("nshim");
+    let o = c.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "localhost/bbox:single",
+        &id,
+        "sh",
+        "-c",
+        "echo hi from the tinyo shim; id -u; exit 4",
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}\n{}", text(&o), c.log());
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "hi from the tinyo shim\n0\n"
+    );
+    // The shim exits once its last container is gone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !shims(c.namespace()).is_empty() {
+        assert!(Instant::now() < deadline, "the shim did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!Path::new("/run/containerd/tinyo")
+        .join(c.namespace())
+        .join(&id)
+        .exists());
+}
+
+#[test]
+fn native_shim_detached_exec_pause_metrics_kill_rm() {
+    let (c, _layout) = setup();
+    let id = unique("nshimd");
+    let o = c.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        "--memory-limit",
+        "67108864",
+        "localhost/bbox:multi",
+        &id,
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; while true; do sleep 0.1; done",
+    ]);
+    assert!(o.status.success(), "run -d: {}\n{}", text(&o), c.log());
+    wait_status(&c, &id, "RUNNING");
+    let o = c.ctr(&["task", "exec", "--exec-id", "e1", &id, "cat", "/data/keep"]);
+    assert!(o.status.success(), "exec: {}\n{}", text(&o), c.log());
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "keep\n");
+    let o = c.ctr(&["task", "exec", "--exec-id", "e2", &id, "sh", "-c", "exit 7"]);
+    assert_eq!(o.status.code(), Some(7), "exec exit code: {}", text(&o));
+    let o = c.ctr(&["task", "ps", &id]);
+    assert!(o.status.success(), "ps: {}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).lines().count() >= 2,
+        "{}",
+        text(&o)
+    );
+    let o = c.ctr(&["task", "pause", &id]);
+    assert!(o.status.success(), "pause: {}\n{}", text(&o), c.log());
+    wait_status(&c, &id, "PAUSED");
+    let o = c.ctr(&["task", "resume", &id]);
+    assert!(o.status.success(), "resume: {}", text(&o));
+    wait_status(&c, &id, "RUNNING");
+    let o = c.ctr(&["task", "metrics", "--format", "json", &id]);
+    assert!(o.status.success(), "metrics: {}\n{}", text(&o), c.log());
+    let m: serde_json::Value = serde_json::from_slice(&o.stdout).expect("metrics JSON");
+    assert_eq!(m["memory"]["usage"]["limit"], 67108864, "{m}");
+    assert!(m["pids"]["current"].as_u64().unwrap_or(0) >= 1, "{m}");
+    let o = c.ctr(&["task", "kill", &id]);
+    assert!(o.status.success(), "kill: {}", text(&o));
+    wait_status(&c, &id, "STOPPED");
+    let o = c.ctr(&["task", "rm", &id]);
+    assert!(o.status.success(), "task rm: {}\n{}", text(&o), c.log());
+    let o = c.ctr(&["container", "rm", &id]);
+    assert!(o.status.success(), "container rm: {}", text(&o));
+    assert!(
+        leftover_cgroups(&id).is_empty(),
+        "{:?}",
+        leftover_cgroups(&id)
+    );
+}
+
+#[test]
+fn a_pods_containers_share_one_shim() {
+    let (c, _layout) = setup();
+    let pod = unique("pod");
+    let ids = [unique("pod-a"), unique("pod-b")];
+    for id in &ids {
+        let o = c.ctr(&[
+            "run",
+            "-d",
+            "--runtime",
+            RUNTIME,
+            "--annotation",
+            &format!("io.kubernetes.cri.sandbox-id={pod}"),
+            "localhost/bbox:single",
+            id,
+            "sleep",
+            "1000",
+        ]);
+        assert!(o.status.success(), "run -d {id}: {}\n{}", text(&o), c.log());
+    }
+    for id in &ids {
+        wait_status(&c, id, "RUNNING");
+    }
+    assert_eq!(shims(c.namespace()).len(), 1, "one shim for the pod");
+    for id in &ids {
+        let o = c.ctr(&["task", "kill", "-s", "SIGKILL", id]);
+        assert!(o.status.success(), "kill {id}: {}", text(&o));
+        wait_status(&c, id, "STOPPED");
+        let o = c.ctr(&["task", "rm", id]);
+        assert!(o.status.success(), "rm {id}: {}", text(&o));
+        let _ = c.ctr(&["container", "rm", id]);
+    }
+}
+
+#[test]
+fn a_killed_shim_is_cleaned_up_by_delete() {
+    let (c, _layout) = setup();
+    let id = unique("nshimk");
+    let o = c.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        "localhost/bbox:single",
+        &id,
+        "sleep",
+        "1000",
+    ]);
+    assert!(o.status.success(), "run -d: {}\n{}", text(&o), c.log());
+    wait_status(&c, &id, "RUNNING");
+    for pid in shims(c.namespace()) {
+        let _ = tinyo_core::sys::kill(pid, libc::SIGKILL);
+    }
+    // containerd notices, runs `containerd-shim-tinyo-v2 delete`, and the task is gone.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !task_status(&c, &id).is_empty() && task_status(&c, &id) != "STOPPED" {
+        assert!(Instant::now() < deadline, "task still listed: {}", c.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = c.ctr(&["task", "rm", "-f", &id]);
+    let o = c.ctr(&["container", "rm", &id]);
+    assert!(
+        o.status.success(),
+        "container rm: {}\n{}",
+        text(&o),
+        c.log()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !leftover_cgroups(&id).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "cgroups left: {:?}",
+            leftover_cgroups(&id)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!Path::new("/run/containerd/tinyo")
+        .join(c.namespace())
+        .join(&id)
+        .exists());
+    // `ctr run -d` leaves its FIFOs to `ctr task rm`, which had no shim to talk to.
+    for dir in std::fs::read_dir("/run/containerd/fifo")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let ours = std::fs::read_dir(dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|f| f.file_name().to_string_lossy().starts_with(&id));
+        if ours {
+            let _ = std::fs::remove_dir_all(dir.path());
+        }
+    }
+}
