@@ -428,7 +428,7 @@ impl containerd_shim::Task for Service {
             }
             e
         };
-        let prepared = stdio::prepare(&paths, &bundle, "init").map_err(|e| {
+        let prepared = stdio::prepare(&paths).map_err(|e| {
             fail(err(
                 ttrpc::Code::INTERNAL,
                 format!("stdio of {}: {e}", req.id),
@@ -517,8 +517,7 @@ impl containerd_shim::Task for Service {
             });
         }
         // An exec: its process starts now.
-        let (spec, paths, bundle) = self.inner.with_proc(&req.id, &req.exec_id, |c, e| {
-            let bundle = c.bundle.clone();
+        let (spec, paths) = self.inner.with_proc(&req.id, &req.exec_id, |c, e| {
             let p = proc_of(c, e);
             if p.pid != 0 {
                 return Err(err(
@@ -526,10 +525,10 @@ impl containerd_shim::Task for Service {
                     format!("exec {} already started", req.exec_id),
                 ));
             }
-            Ok((p.spec.clone(), p.paths.clone(), bundle))
+            Ok((p.spec.clone(), p.paths.clone()))
         })?;
         let spec = spec.ok_or_else(|| not_found(&req.exec_id))?;
-        let prepared = stdio::prepare(&paths, &bundle, &req.exec_id).map_err(|e| {
+        let prepared = stdio::prepare(&paths).map_err(|e| {
             err(
                 ttrpc::Code::INTERNAL,
                 format!("stdio of exec {}: {e}", req.exec_id),

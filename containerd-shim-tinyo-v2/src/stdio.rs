@@ -10,7 +10,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 /// Where containerd wants a process's stdio.
@@ -94,11 +94,15 @@ fn feed(mut from: File, to: Arc<Mutex<Option<File>>>) {
     }
 }
 
-/// Sets up stdio for a process; `console_dir` is where a console socket may be made.
-pub fn prepare(paths: &Paths, console_dir: &Path, name: &str) -> std::io::Result<Prepared> {
+/// Sets up stdio for a process.
+pub fn prepare(paths: &Paths) -> std::io::Result<Prepared> {
     let mut p = Prepared::default();
     if paths.terminal {
-        let sock = console_dir.join(format!("{name}.console"));
+        // Bundle paths easily exceed a socket path's 108 bytes: a short name in /tmp.
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let sock =
+            std::env::temp_dir().join(format!("tinyo-shim-{}-{n}.console", std::process::id()));
         let _ = std::fs::remove_file(&sock);
         let listener = UnixListener::bind(&sock)?;
         p.console_socket = Some(sock.clone());

@@ -252,3 +252,40 @@ fn a_killed_shim_is_cleaned_up_by_delete() {
         }
     }
 }
+
+/// `ctr run -t` (through `script`, which gives ctr the terminal it needs): the container's
+/// stdio is a pty whose master the shim relays.
+#[test]
+fn native_shim_gives_a_terminal() {
+    let (c, _layout) = setup();
+    let script = tinyo_tests::host::require_tool("script", "bsdutils");
+    let id = unique("nshimt");
+    let ctr = c.ctr_cmd(&[
+        "run",
+        "--rm",
+        "-t",
+        "--runtime",
+        RUNTIME,
+        "localhost/bbox:single",
+        &id,
+        "sh",
+        "-c",
+        "tty; exit 3",
+    ]);
+    let line = format!(
+        "{} {}",
+        ctr.get_program().to_string_lossy(),
+        ctr.get_args()
+            .map(|a| format!("'{}'", a.to_string_lossy()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let o = std::process::Command::new(script)
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(3), "{}\n{}", text(&o), c.log());
+    assert!(out.contains("/dev/pts/"), "{out}");
+}

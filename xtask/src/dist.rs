@@ -14,7 +14,13 @@ use anyhow::{bail, Context, Result};
 
 use crate::{cargo, root, step};
 
-pub const BINARIES: [&str; 4] = ["tinyo", "tinyo-shim", "tinyo-pull", "tinyo-init"];
+pub const BINARIES: [&str; 5] = [
+    "tinyo",
+    "tinyo-shim",
+    "tinyo-pull",
+    "tinyo-init",
+    "containerd-shim-tinyo-v2",
+];
 const MUSL: &str = "x86_64-unknown-linux-musl";
 const GNU: &str = "x86_64-unknown-linux-gnu";
 

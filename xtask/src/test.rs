@@ -64,15 +64,17 @@ pub struct Args {
 
 /// The end-to-end suites that drive the binaries: run a second time against `dist/bin`, so
 /// what ships is what was tested (podman and containerd drive the static tinyo).
-const RELEASE_TESTS: [&str; 8] = [
+const RELEASE_TESTS: [&str; 10] = [
     "cli",
     "init",
     "pull",
     "runtime",
     "confinement",
+    "conformance",
     "shim",
     "podman",
     "containerd",
+    "containerd_shim",
 ];
 
 pub fn run(args: Args) -> Result<()> {
