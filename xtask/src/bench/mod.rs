@@ -10,6 +10,7 @@
 //! (build contenders with [`Contender::new`] and measure with [`interleaved`], or fill a
 //! [`Report`] by hand for one-off figures such as file sizes) and list it in [`BENCHES`].
 
+mod containerd;
 mod init;
 mod pull;
 mod shim;
@@ -45,6 +46,11 @@ pub const BENCHES: &[(&str, &str, BenchFn)] = &[
         "shim",
         "tinyo-shim run --rm vs podman; supervisor memory vs conmon; N idle containers",
         shim::run,
+    ),
+    (
+        "containerd",
+        "containerd shims: io.containerd.tinyo.v2 vs runc.v2 (+runc, +tinyo): start, shim memory",
+        containerd::run,
     ),
 ];
 

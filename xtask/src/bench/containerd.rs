@@ -1,0 +1,156 @@
+//! `containerd`: containerd's shims side by side, with containerd 1.6 from Debian running in its
+//! own root, state and namespace.
+//!
+//! - Container start to exit, `ctr run --rm IMAGE ID true`: `io.containerd.tinyo.v2` (the
+//!   native shim, static `dist` build) against `io.containerd.runc.v2` with runc, and with
+//!   tinyo as its runc binary (`--runc-binary`, the `BinaryName` route).
+//! - Per-pod shim memory: one detached `sleep` container per runtime; the shim process's
+//!   resident and private memory (smaps_rollup) and its thread count.
+
+use anyhow::{bail, Context, Result};
+use tinyo_tests::containerd::Containerd;
+
+use super::{dist_binary, interleaved, time_command, Contender, Opts, Report};
+
+/// (RSS, private) of a process in KiB.
+fn memory(pid: i32) -> Option<(f64, f64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let field = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    Some((
+        field("Rss:"),
+        field("Private_Clean:") + field("Private_Dirty:"),
+    ))
+}
+
+fn threads(pid: i32) -> f64 {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0.0, |d| d.count() as f64)
+}
+
+/// The shim process serving container `id` (its command line names it).
+fn shim_of(id: &str) -> Option<i32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        (cmd.contains("containerd-shim") && cmd.contains(&format!("-id {id} "))).then_some(pid)
+    })
+}
+
+pub fn run(opts: &Opts) -> Result<Vec<Report>> {
+    crate::tools::require_root("bench", "it runs containers")?;
+    use crate::tools::need;
+    crate::tools::require(&[
+        need("containerd", "containerd", "the containerd benchmark"),
+        need("ctr", "containerd", "the containerd benchmark"),
+        need("runc", "runc", "the containerd benchmark's reference"),
+    ])?;
+    let shim = dist_binary("containerd-shim-tinyo-v2")?;
+    let tinyo = dist_binary("tinyo")?;
+    let c = Containerd::start_with_path(shim.parent());
+    let layout = tempfile::tempdir()?;
+    tinyo_tests::catalogue::build(layout.path());
+    c.import_layout(layout.path(), "localhost/bbox");
+    let image = "localhost/bbox:single";
+    let tinyo_s = tinyo.display().to_string();
+    let runtimes: [(&str, Vec<String>); 3] = [
+        (
+            "tinyo-v2 (native shim)",
+            vec!["--runtime".into(), "io.containerd.tinyo.v2".into()],
+        ),
+        ("runc-v2 + runc", vec![]),
+        (
+            "runc-v2 + tinyo",
+            vec!["--runc-binary".into(), tinyo_s.clone()],
+        ),
+    ];
+    let counter = std::cell::Cell::new(0u64);
+    let mut contenders: Vec<Contender<'_>> = runtimes
+        .iter()
+        .map(|(name, flags)| {
+            let (c, counter) = (&c, &counter);
+            Contender::new(*name, move || {
+                // A fresh id each sample.
+                counter.set(counter.get() + 1);
+                let k = counter.get();
+                let id = format!("bench-{}-{k}", std::process::id());
+                let mut args = vec!["run".to_string(), "--rm".into()];
+                args.extend(flags.iter().cloned());
+                args.extend([image.to_string(), id, "true".into()]);
+                let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                let (wall, _) = time_command(&mut c.ctr_cmd(&refs))?;
+                Ok(vec![wall])
+            })
+        })
+        .collect();
+    let mut reports = interleaved(
+        &[("ctr run --rm IMAGE true, wall", "ms")],
+        "runc-v2 + runc",
+        &mut contenders,
+        opts,
+    )?;
+    drop(contenders);
+    reports[0].notes.push(
+        "containerd 1.6 in its own root and namespace; every sample includes ctr's own start"
+            .into(),
+    );
+
+    // Memory of one idle container's shim, per runtime.
+    let mut rss = Vec::new();
+    let mut private = Vec::new();
+    let mut nthreads = Vec::new();
+    for (i, (name, flags)) in runtimes.iter().enumerate() {
+        let id = format!("bench-idle-{}-{i}", std::process::id());
+        let mut args = vec!["run".to_string(), "-d".into()];
+        args.extend(flags.iter().cloned());
+        args.extend([image.to_string(), id.clone(), "sleep".into(), "1000".into()]);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = c.ctr(&refs);
+        if !o.status.success() {
+            bail!(
+                "ctr run -d ({name}): {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        // Let the shim settle (Go's runtime grows its heap right after start).
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let pid = shim_of(&id).with_context(|| format!("the shim of {id}"))?;
+        let (r, p) = memory(pid).context("shim memory")?;
+        rss.push((name.to_string(), r / 1024.0));
+        private.push((name.to_string(), p / 1024.0));
+        nthreads.push((name.to_string(), threads(pid)));
+        let _ = c.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
+        for _ in 0..200 {
+            if c.ctr(&["task", "rm", &id]).status.success() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = c.ctr(&["container", "rm", &id]);
+    }
+    let reference = "runc-v2 + runc";
+    reports.push(Report::values(
+        "shim of one idle container: resident memory",
+        "MiB",
+        reference,
+        rss,
+    ));
+    reports.push(Report::values(
+        "shim of one idle container: private memory",
+        "MiB",
+        reference,
+        private,
+    ));
+    reports.push(Report::values(
+        "shim of one idle container: threads",
+        "threads",
+        reference,
+        nthreads,
+    ));
+    Ok(reports)
+}
