@@ -49,7 +49,9 @@ impl Containerd {
         fs::write(d.join("config.toml"), config).expect("write containerd config");
         let log = fs::File::create(d.join("containerd.log")).expect("log");
         let mut cmd = Command::new("unshare");
-        cmd.args(["--mount", "--propagation", "private"])
+        // Its own directory as cwd: containerd also looks for shim binaries relative to it.
+        cmd.current_dir(d)
+            .args(["--mount", "--propagation", "private"])
             .arg(bin)
             .arg("--config")
             .arg(d.join("config.toml"))
