@@ -15,7 +15,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use containerd_shim::api;
 use containerd_shim::monitor::{monitor_subscribe, Subject, Topic};
 use containerd_shim::protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskPaused,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskPaused,
     TaskResumed, TaskStart,
 };
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
@@ -483,6 +483,25 @@ impl containerd_shim::Task for Service {
                 ..Default::default()
             }),
         );
+        // TaskOOM: a thread per container blocks on its memory cgroup's OOM notification and
+        // ends when the cgroup goes away (or there is no memory cgroup to watch).
+        if let Ok(mut watcher) = self.inner.runtime.oom_watcher(&req.id) {
+            let (inner, id) = (self.inner.clone(), req.id.clone());
+            std::thread::spawn(move || {
+                while let Ok(true) = watcher.wait(None) {
+                    if !inner.lock().containers.contains_key(&id) {
+                        break;
+                    }
+                    inner.publish(
+                        topics::TASK_OOM_EVENT_TOPIC,
+                        Box::new(TaskOOM {
+                            container_id: id.clone(),
+                            ..Default::default()
+                        }),
+                    );
+                }
+            });
+        }
         Ok(api::CreateTaskResponse {
             pid: pid as u32,
             ..Default::default()

@@ -289,3 +289,43 @@ fn native_shim_gives_a_terminal() {
     assert_eq!(o.status.code(), Some(3), "{}\n{}", text(&o), c.log());
     assert!(out.contains("/dev/pts/"), "{out}");
 }
+
+/// A container that runs out of memory: its task exits 137 and containerd hears `/tasks/oom`.
+#[test]
+fn native_shim_reports_oom() {
+    let (c, _layout) = setup();
+    let mut events = c.ctr_cmd(&["events"]);
+    let events_out = tempfile::tempfile().unwrap();
+    let mut events = events
+        .stdout(events_out.try_clone().unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let id = unique("nshimoom");
+    let o = c.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--memory-limit",
+        "16777216",
+        "localhost/bbox:single",
+        &id,
+        "tail",
+        "/dev/zero",
+    ]);
+    assert_eq!(o.status.code(), Some(137), "{}\n{}", text(&o), c.log());
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen.contains("/tasks/oom") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        use std::io::{Read, Seek};
+        let mut f = events_out.try_clone().unwrap();
+        f.seek(std::io::SeekFrom::Start(0)).unwrap();
+        seen.clear();
+        f.read_to_string(&mut seen).unwrap();
+    }
+    let _ = events.kill();
+    let _ = events.wait();
+    assert!(seen.contains("/tasks/oom"), "events: {seen}");
+}
