@@ -5,15 +5,15 @@
 //!   native shim, static `dist` build) against `io.containerd.runc.v2` with runc, and with
 //!   tinyo as its runc binary (`--runc-binary`, the `BinaryName` route).
 //! - Per-pod shim memory: one detached `sleep` container per runtime; the shim process's
-//!   resident and private memory (smaps_rollup) and its thread count.
+//!   resident, private and anonymous memory (smaps_rollup) and its thread count.
 
 use anyhow::{bail, Context, Result};
 use tinyo_tests::containerd::Containerd;
 
 use super::{dist_binary, interleaved, time_command, Contender, Opts, Report};
 
-/// (RSS, private) of a process in KiB.
-fn memory(pid: i32) -> Option<(f64, f64)> {
+/// (RSS, private, anonymous) of a process in KiB.
+fn memory(pid: i32) -> Option<(f64, f64, f64)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
     let field = |name: &str| -> f64 {
         text.lines()
@@ -25,6 +25,7 @@ fn memory(pid: i32) -> Option<(f64, f64)> {
     Some((
         field("Rss:"),
         field("Private_Clean:") + field("Private_Dirty:"),
+        field("Anonymous:"),
     ))
 }
 
@@ -103,6 +104,7 @@ pub fn run(opts: &Opts) -> Result<Vec<Report>> {
     // Memory of one idle container's shim, per runtime.
     let mut rss = Vec::new();
     let mut private = Vec::new();
+    let mut anon = Vec::new();
     let mut nthreads = Vec::new();
     for (i, (name, flags)) in runtimes.iter().enumerate() {
         let id = format!("bench-idle-{}-{i}", std::process::id());
@@ -120,9 +122,10 @@ pub fn run(opts: &Opts) -> Result<Vec<Report>> {
         // Let the shim settle (Go's runtime grows its heap right after start).
         std::thread::sleep(std::time::Duration::from_millis(500));
         let pid = shim_of(&id).with_context(|| format!("the shim of {id}"))?;
-        let (r, p) = memory(pid).context("shim memory")?;
+        let (r, p, a) = memory(pid).context("shim memory")?;
         rss.push((name.to_string(), r / 1024.0));
         private.push((name.to_string(), p / 1024.0));
+        anon.push((name.to_string(), a / 1024.0));
         nthreads.push((name.to_string(), threads(pid)));
         let _ = c.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
         for _ in 0..200 {
@@ -146,6 +149,18 @@ pub fn run(opts: &Opts) -> Result<Vec<Report>> {
         reference,
         private,
     ));
+    let mut a = Report::values(
+        "shim of one idle container: anonymous memory (heap, stacks: what each more pod costs)",
+        "MiB",
+        reference,
+        anon,
+    );
+    a.notes.push(
+        "private memory counts the shim binary's text while one shim maps it; with more pods \
+         the text is shared and the anonymous part is what each adds"
+            .into(),
+    );
+    reports.push(a);
     reports.push(Report::values(
         "shim of one idle container: threads",
         "threads",
