@@ -108,3 +108,15 @@ pub fn die_with_parent(cmd: &mut std::process::Command) {
     // SAFETY: the hook only makes one async-signal-safe syscall between fork and exec.
     unsafe { cmd.pre_exec(hook) };
 }
+
+/// Command lines (NULs as spaces, trailing space trimmed) of the processes now running whose
+/// command line is exactly `cmdline`: what a test finds left behind.
+pub fn processes_running(cmdline: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.trim_end() == cmdline)
+        .collect()
+}

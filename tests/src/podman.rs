@@ -110,19 +110,23 @@ impl Podman {
     /// `podman run` with the flags this host needs (no network; ulimits within the hard
     /// limits, as CAP_SYS_RESOURCE is absent), then `extra`.
     pub fn run_args<'a>(&'a self, extra: &[&'a str]) -> Vec<&'a str> {
-        let mut v = vec![
-            "run",
-            "--network",
-            "none",
-            "--ulimit",
-            "nofile=20000:20000",
-            "--ulimit",
-            "nproc=32768:32768",
-        ];
+        let mut v = vec!["run"];
+        v.extend_from_slice(&HOST_FLAGS);
         v.extend_from_slice(extra);
         v
     }
 }
+
+/// What `podman run` and `podman build` need on this host: no network, and ulimits within the
+/// hard limits (CAP_SYS_RESOURCE is absent).
+pub const HOST_FLAGS: [&str; 6] = [
+    "--network",
+    "none",
+    "--ulimit",
+    "nofile=20000:20000",
+    "--ulimit",
+    "nproc=32768:32768",
+];
 
 impl Drop for Podman {
     fn drop(&mut self) {

@@ -124,18 +124,10 @@ fn podman_build_runs_a_run_step() {
     .expect("write Containerfile");
     let tag = format!("localhost/{}:latest", unique("built"));
     let ctx_dir = ctx.path().display().to_string();
-    let o = p.run(&[
-        "build",
-        "--network",
-        "none",
-        "--ulimit",
-        "nofile=20000:20000",
-        "--ulimit",
-        "nproc=32768:32768",
-        "-t",
-        &tag,
-        &ctx_dir,
-    ]);
+    let mut args = vec!["build"];
+    args.extend_from_slice(&tinyo_tests::podman::HOST_FLAGS);
+    args.extend(["-t", &tag, &ctx_dir]);
+    let o = p.run(&args);
     assert!(o.status.success(), "build: {}", text(&o));
     let mut args = run_args(&p, &["--rm"]);
     args.extend([tag.as_str(), "cat", "/x"]);
@@ -285,13 +277,7 @@ fn podman_rm_leaves_no_cgroup_or_process_behind() {
         let left = leftover_cgroups(&format!("libpod-{id}"));
         assert!(left.is_empty(), "cgroups left behind: {left:?}");
     }
-    let survivors: Vec<String> = std::fs::read_dir("/proc")
-        .expect("/proc")
-        .flatten()
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.trim_end() == marker)
-        .collect();
+    let survivors = tinyo_tests::host::processes_running(&marker);
     assert!(survivors.is_empty(), "processes left behind: {survivors:?}");
 }
 

@@ -1251,12 +1251,6 @@ fn no_cgroup_or_process_outlives_its_container() {
         let left = tinyo_tests::host::leftover_cgroups(leaf);
         assert!(left.is_empty(), "cgroups left behind: {left:?}");
     }
-    let survivors: Vec<String> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.trim_end() == marker)
-        .collect();
+    let survivors = tinyo_tests::host::processes_running(&marker);
     assert!(survivors.is_empty(), "processes left behind: {survivors:?}");
 }

@@ -80,30 +80,21 @@ pub fn apply(
                 })?);
                 rootfs_path = Some(rootfs.clone());
             }
-            Op::Chroot => {
+            Op::Chroot | Op::EnterRoot { .. } => {
                 let rootfs = rootfs_path.as_deref().unwrap_or(Path::new("/"));
                 before_enter().map_err(|e| RootfsError {
                     what: "before entering the root".into(),
                     source: io::Error::other(e),
                 })?;
-                let name = || format!("chroot into {}", rootfs.display());
-                ctx(std::env::set_current_dir(rootfs), name)?;
-                ctx(std::os::unix::fs::chroot("."), name)?;
-                ctx(std::env::set_current_dir("/"), name)?;
-                root = None;
-                did_enter = true;
-                entered().map_err(|what| RootfsError {
-                    what,
-                    source: io::Error::other("container system settings"),
-                })?;
-            }
-            Op::EnterRoot { pivot } => {
-                let rootfs = rootfs_path.as_deref().unwrap_or(Path::new("/"));
-                before_enter().map_err(|e| RootfsError {
-                    what: "before entering the root".into(),
-                    source: io::Error::other(e),
-                })?;
-                enter_root(rootfs, *pivot)?;
+                match op {
+                    Op::EnterRoot { pivot } => enter_root(rootfs, *pivot)?,
+                    _ => {
+                        let name = || format!("chroot into {}", rootfs.display());
+                        ctx(std::env::set_current_dir(rootfs), name)?;
+                        ctx(std::os::unix::fs::chroot("."), name)?;
+                        ctx(std::env::set_current_dir("/"), name)?;
+                    }
+                }
                 root = None;
                 did_enter = true;
                 entered().map_err(|what| RootfsError {

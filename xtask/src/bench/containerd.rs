@@ -10,24 +10,7 @@
 use anyhow::{bail, Context, Result};
 use tinyo_tests::containerd::Containerd;
 
-use super::{dist_binary, interleaved, time_command, Contender, Opts, Report};
-
-/// (RSS, private, anonymous) of a process in KiB.
-fn memory(pid: i32) -> Option<(f64, f64, f64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    let field = |name: &str| -> f64 {
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
-    };
-    Some((
-        field("Rss:"),
-        field("Private_Clean:") + field("Private_Dirty:"),
-        field("Anonymous:"),
-    ))
-}
+use super::{dist_binary, interleaved, smaps_rollup, time_command, Contender, Opts, Report};
 
 fn threads(pid: i32) -> f64 {
     std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0.0, |d| d.count() as f64)
@@ -122,10 +105,10 @@ pub fn run(opts: &Opts) -> Result<Vec<Report>> {
         // Let the shim settle (Go's runtime grows its heap right after start).
         std::thread::sleep(std::time::Duration::from_millis(500));
         let pid = shim_of(&id).with_context(|| format!("the shim of {id}"))?;
-        let (r, p, a) = memory(pid).context("shim memory")?;
-        rss.push((name.to_string(), r / 1024.0));
-        private.push((name.to_string(), p / 1024.0));
-        anon.push((name.to_string(), a / 1024.0));
+        let m = smaps_rollup(pid).context("shim memory")?;
+        rss.push((name.to_string(), m.rss / 1024.0));
+        private.push((name.to_string(), m.private / 1024.0));
+        anon.push((name.to_string(), m.anonymous / 1024.0));
         nthreads.push((name.to_string(), threads(pid)));
         let _ = c.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
         for _ in 0..200 {

@@ -237,6 +237,33 @@ pub fn interleaved(
         .collect())
 }
 
+/// A process's memory from /proc/PID/smaps_rollup, in KiB.
+#[derive(Debug, Clone, Copy)]
+pub struct Rollup {
+    pub rss: f64,
+    /// Private_Clean + Private_Dirty.
+    pub private: f64,
+    pub pss: f64,
+    pub anonymous: f64,
+}
+
+pub fn smaps_rollup(pid: i32) -> Option<Rollup> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let field = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    Some(Rollup {
+        rss: field("Rss:"),
+        private: field("Private_Clean:") + field("Private_Dirty:"),
+        pss: field("Pss:"),
+        anonymous: field("Anonymous:"),
+    })
+}
+
 /// (min, median, p95) of the samples, by nearest rank.
 pub fn stats(samples: &[f64]) -> (f64, f64, f64) {
     if samples.is_empty() {

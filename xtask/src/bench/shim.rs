@@ -17,19 +17,7 @@ use super::{interleaved, peer, time_command, Contender, Opts, Report};
 
 /// (RSS, private, PSS) of a process in KiB, from /proc/PID/smaps_rollup.
 fn memory(pid: i32) -> Option<(f64, f64, f64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    let field = |name: &str| -> f64 {
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
-    };
-    Some((
-        field("Rss:"),
-        field("Private_Clean:") + field("Private_Dirty:"),
-        field("Pss:"),
-    ))
+    super::smaps_rollup(pid).map(|m| (m.rss, m.private, m.pss))
 }
 
 /// `pid` and all its descendants.
