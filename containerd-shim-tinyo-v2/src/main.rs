@@ -8,6 +8,7 @@
 //! - [`stdio`]: containerd's FIFOs and terminals wired to a container process.
 //! - [`metrics`]: tinyo-core's cgroup statistics in containerd's `Metrics` message.
 
+mod events;
 mod helper;
 mod metrics;
 mod service;

@@ -24,7 +24,6 @@ use containerd_shim::protos::protobuf::Message;
 use containerd_shim::protos::shim::events::{Envelope, ForwardRequest};
 use containerd_shim::protos::topics;
 use containerd_shim::protos::ttrpc;
-use containerd_shim::protos::Events;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{
     Config, DeleteResponse, ExitSignal, Flags, StartOpts, TtrpcContext, TtrpcResult,
@@ -33,7 +32,7 @@ use containerd_shim::{
 use tinyo_core::container::Status;
 
 use crate::stdio::{self, Io, Paths};
-use crate::{helper, metrics};
+use crate::{events, helper, metrics};
 
 /// Where tinyo-core keeps the state of this namespace's containers.
 fn state_root(namespace: &str) -> PathBuf {
@@ -179,10 +178,12 @@ impl containerd_shim::Shim for Shim {
     }
 
     fn create_task_service(&self, publisher: RemotePublisher) -> Service {
+        drop(publisher);
         let inner = Arc::new(Inner {
             namespace: self.namespace.clone(),
             runtime: tinyo_core::container::Runtime::new(state_root(&self.namespace)),
-            publisher: Mutex::new(publisher),
+            // Our own thread-free client (see `events`); the one containerd-shim made goes.
+            publisher: events::Publisher::new(std::env::var("TTRPC_ADDRESS").unwrap_or_default()),
             tasks: Mutex::new(Tasks::default()),
             exited: Condvar::new(),
             exit: self.exit.clone(),
@@ -222,7 +223,7 @@ struct Tasks {
 struct Inner {
     namespace: String,
     runtime: tinyo_core::container::Runtime,
-    publisher: Mutex<RemotePublisher>,
+    publisher: events::Publisher,
     tasks: Mutex<Tasks>,
     exited: Condvar,
     exit: Arc<ExitSignal>,
@@ -269,7 +270,7 @@ impl Inner {
 
     /// Sends `event` to containerd on `topic`.
     ///
-    /// The envelope is built here rather than by `RemotePublisher::publish`: that names the
+    /// The envelope is built here rather than by containerd-shim's publisher: that names the
     /// event through protobuf reflection, which builds the descriptors of every proto file the
     /// event's file imports (source comments included) and keeps them for the life of the
     /// process: ~0.5 MiB of heap in every idle shim. All our events live in containerd's
@@ -298,18 +299,7 @@ impl Inner {
             .into(),
             ..Default::default()
         };
-        // `RemotePublisher` forwards through its own client connection and never reads the
-        // context (the parameter of its server-side `Events` impl): a blank one will do.
-        let ctx = TtrpcContext {
-            fd: -1,
-            cancel_rx: crossbeam_channel::never(),
-            mh: Default::default(),
-            res_tx: std::sync::mpsc::channel().0,
-            metadata: HashMap::new(),
-            timeout_nano: 0,
-        };
-        let p = self.publisher.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = p.forward(&ctx, req) {
+        if let Err(e) = self.publisher.forward(&req) {
             log::warn!("publishing {topic}: {e}");
         }
     }

@@ -5,12 +5,30 @@
 //!   native shim, static `dist` build) against `io.containerd.runc.v2` with runc, and with
 //!   tinyo as its runc binary (`--runc-binary`, the `BinaryName` route).
 //! - Per-pod shim memory: one detached `sleep` container per runtime; the shim process's
-//!   resident, private and anonymous memory (smaps_rollup) and its thread count.
+//!   resident, private and anonymous memory (smaps_rollup), its thread count and how often it
+//!   wakes up while the container idles.
 
 use anyhow::{bail, Context, Result};
 use tinyo_tests::containerd::Containerd;
 
 use super::{dist_binary, interleaved, smaps_rollup, time_command, Contender, Opts, Report};
+
+/// Context switches of all of `pid`'s threads so far (each idle wake-up is one).
+fn switches(pid: i32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|s| {
+            s.lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
 
 fn threads(pid: i32) -> f64 {
     std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0.0, |d| d.count() as f64)
@@ -89,6 +107,7 @@ pub fn run(opts: &Opts) -> Result<Vec<Report>> {
     let mut private = Vec::new();
     let mut anon = Vec::new();
     let mut nthreads = Vec::new();
+    let mut wakeups = Vec::new();
     for (i, (name, flags)) in runtimes.iter().enumerate() {
         let id = format!("bench-idle-{}-{i}", std::process::id());
         let mut args = vec!["run".to_string(), "-d".into()];
@@ -110,6 +129,9 @@ pub fn run(opts: &Opts) -> Result<Vec<Report>> {
         private.push((name.to_string(), m.private / 1024.0));
         anon.push((name.to_string(), m.anonymous / 1024.0));
         nthreads.push((name.to_string(), threads(pid)));
+        let before = switches(pid);
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        wakeups.push((name.to_string(), (switches(pid) - before) as f64 / 2.0));
         let _ = c.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
         for _ in 0..200 {
             if c.ctr(&["task", "rm", &id]).status.success() {
@@ -149,6 +171,12 @@ pub fn run(opts: &Opts) -> Result<Vec<Report>> {
         "threads",
         reference,
         nthreads,
+    ));
+    reports.push(Report::values(
+        "shim of one idle container: wake-ups (context switches) per second",
+        "1/s",
+        reference,
+        wakeups,
     ));
     Ok(reports)
 }
