@@ -5,8 +5,9 @@
 //! state directory `/run/containerd/tinyo/<namespace>`. Exit statuses come from the shim's own
 //! reaper (the shim is a child subreaper, so every container process ends up its child). If the
 //! shim is killed, containerd runs `containerd-shim-tinyo-v2 delete`, which force-deletes the
-//! container (killing what is left, removing its cgroups and state) and unmounts its rootfs;
-//! the exit status reported then is 137, as with runc's shim.
+//! container (killing what is left, removing its cgroups and state) and unmounts its rootfs.
+//! The status it reports is the container's own if the container had ended (the shim saves
+//! each container's exit status in its bundle), else 137, as runc's shim always reports.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -92,6 +93,37 @@ fn now() -> Timestamp {
     }
 }
 
+/// Where a container's exit status is kept for `delete` after its shim died: in the bundle,
+/// which containerd removes once the task is deleted.
+const EXIT_FILE: &str = "tinyo-exit-status";
+
+/// Saves the status of a container's init ("STATUS SECONDS NANOS"), written whole or not at all.
+fn save_exit(bundle: &Path, status: u32, at: &Timestamp) {
+    let tmp = bundle.join(format!(".{EXIT_FILE}"));
+    let text = format!("{status} {} {}\n", at.seconds, at.nanos);
+    let r = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, bundle.join(EXIT_FILE)));
+    if let Err(e) = r {
+        log::warn!("saving the exit status in {}: {e}", bundle.display());
+    }
+}
+
+fn load_exit(bundle: &Path) -> Option<(u32, Timestamp)> {
+    let text = std::fs::read_to_string(bundle.join(EXIT_FILE)).ok()?;
+    let mut f = text.split_whitespace().map(str::parse::<i64>);
+    let (Some(Ok(status)), Some(Ok(seconds)), Some(Ok(nanos))) = (f.next(), f.next(), f.next())
+    else {
+        return None;
+    };
+    Some((
+        u32::try_from(status).ok()?,
+        Timestamp {
+            seconds,
+            nanos: i32::try_from(nanos).ok()?,
+            ..Default::default()
+        },
+    ))
+}
+
 /// Unmounts the rootfs containerd's snapshotter gave us (what `Create` mounted).
 fn unmount_rootfs(bundle: &Path) {
     let rootfs = bundle.join("rootfs");
@@ -161,9 +193,13 @@ impl containerd_shim::Shim for Shim {
                 let _ = std::fs::remove_file(path);
             }
         }
+        // If the container ended before its shim did, its status was saved: report that one.
+        // Otherwise it was killed just now.
+        let (exit_status, exited_at) =
+            load_exit(&self.bundle).unwrap_or((128 + libc::SIGKILL as u32, now()));
         Ok(DeleteResponse {
-            exit_status: 128 + libc::SIGKILL as u32,
-            exited_at: Some(now()).into(),
+            exit_status,
+            exited_at: Some(exited_at).into(),
             ..Default::default()
         })
     }
@@ -328,6 +364,9 @@ impl Inner {
                 if p.pid == pid && p.exit.is_none() {
                     let at = now();
                     p.exit = Some((code as u32, at.clone()));
+                    if eid == *cid {
+                        save_exit(&c.bundle, code as u32, &at);
+                    }
                     event = Some(TaskExit {
                         container_id: cid.clone(),
                         id: eid,

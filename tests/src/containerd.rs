@@ -87,6 +87,11 @@ impl Containerd {
         self.dir.path().join("containerd.sock")
     }
 
+    /// Its temporary directory (config, root, state, sockets, log), removed on drop.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     pub fn namespace(&self) -> &str {
         &self.namespace
     }

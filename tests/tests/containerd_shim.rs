@@ -236,7 +236,12 @@ fn a_killed_shim_is_cleaned_up_by_delete() {
         .join(c.namespace())
         .join(&id)
         .exists());
-    // `ctr run -d` leaves its FIFOs to `ctr task rm`, which had no shim to talk to.
+    remove_fifos(&id);
+}
+
+/// `ctr run -d` leaves its FIFOs to `ctr task rm`, which has no shim to talk to once the shim
+/// was killed: remove those of container `id`.
+fn remove_fifos(id: &str) {
     for dir in std::fs::read_dir("/run/containerd/fifo")
         .into_iter()
         .flatten()
@@ -246,11 +251,73 @@ fn a_killed_shim_is_cleaned_up_by_delete() {
             .into_iter()
             .flatten()
             .flatten()
-            .any(|f| f.file_name().to_string_lossy().starts_with(&id));
+            .any(|f| f.file_name().to_string_lossy().starts_with(id));
         if ours {
             let _ = std::fs::remove_dir_all(dir.path());
         }
     }
+}
+
+/// A container that ended before its shim was killed: the status containerd hears from the
+/// shim's `delete` (its `/tasks/exit` event for the dead shim) is the container's own, not 137.
+#[test]
+fn exit_status_outlives_a_killed_shim() {
+    let (c, _layout) = setup();
+    let id = unique("nshimx");
+    let events = c.dir().join("events.log");
+    let mut watch = c
+        .ctr_cmd(&["events"])
+        .stdout(std::fs::File::create(&events).unwrap())
+        .spawn()
+        .unwrap();
+    let exits = |events: &Path| -> Vec<String> {
+        std::fs::read_to_string(events)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("/tasks/exit") && l.contains(&id))
+            .map(str::to_string)
+            .collect()
+    };
+    let o = c.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        "localhost/bbox:single",
+        &id,
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    assert!(o.status.success(), "run -d: {}\n{}", text(&o), c.log());
+    wait_status(&c, &id, "STOPPED");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while exits(&events).is_empty() {
+        assert!(Instant::now() < deadline, "no exit event: {}", c.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for pid in shims(c.namespace()) {
+        let _ = tinyo_core::sys::kill(pid, libc::SIGKILL);
+    }
+    // containerd runs `containerd-shim-tinyo-v2 delete` and publishes what it reported.
+    while exits(&events).len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no exit event for the dead shim: {:?}\n{}",
+            exits(&events),
+            c.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    for e in exits(&events) {
+        assert!(e.contains("\"exit_status\":3"), "{e}");
+    }
+    let _ = c.ctr(&["task", "rm", "-f", &id]);
+    let o = c.ctr(&["container", "rm", &id]);
+    assert!(o.status.success(), "container rm: {}", text(&o));
+    remove_fifos(&id);
 }
 
 /// `ctr run -t` (through `script`, which gives ctr the terminal it needs): the container's
