@@ -578,3 +578,31 @@ fn a_hostname_without_a_uts_namespace_is_refused_in_runcs_words() {
         assert!(err.contains(words), "{}: {err}", rt.name);
     }
 }
+
+/// With a cgroup namespace, the container sees its own cgroups as the root of every
+/// hierarchy it is in (runc makes the namespace once the process is in its cgroups); the
+/// controllers of the named systemd hierarchy are left out, as tinyo does not place
+/// containers there.
+#[test]
+fn a_cgroup_namespace_is_rooted_at_the_containers_cgroups_like_runc() {
+    let id = unique("cf-cgns");
+    let bundle = runc_spec_bundle(&id, "grep -v name=systemd /proc/self/cgroup | sort");
+    let mut cfg = bundle.config();
+    cfg["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"type": "cgroup"}));
+    bundle.write_config(&cfg);
+    let (rc, want, rerr) = Runtime::runc().run(&bundle, &id);
+    assert_eq!(rc, Some(0), "runc: {want}\n{rerr}");
+    assert!(
+        want.lines().all(|l| l.ends_with(":/")),
+        "runc's view: {want}"
+    );
+    let (tc, got, terr) = Runtime::tinyo().run(&bundle, &id);
+    assert_eq!(tc, Some(0), "tinyo: {got}\n{terr}");
+    assert_eq!(
+        got, want,
+        "tinyo (left) vs runc (right); tinyo stderr {terr}"
+    );
+}

@@ -1224,10 +1224,24 @@ fn spawn(
             sys::setns(fd.as_fd(), *flag).map_err(io_err("joining the pid namespace"))?;
         }
     }
-    // SAFETY: the tinyo CLI is single-threaded when it creates a container; the child never
-    // returns from `child_main`.
-    let pid =
-        unsafe { sys::clone3(p.clone_flags) }.map_err(io_err("cloning the container process"))?;
+    // The cgroup namespace is made by the child once it is in its cgroups (as runc does), so
+    // that its root is the container's cgroup and not the creator's.
+    let flags = p.clone_flags & !(libc::CLONE_NEWCGROUP as u64);
+    // Born in its cgroup v2 directory where the kernel allows it; else it joins by
+    // cgroup.procs like the v1 ones.
+    let v2 = cgroup::v2_dir(&p.cgroups).and_then(|d| sys::open_dir(Path::new(&d.path)).ok());
+    // SAFETY: the tinyo CLI is single-threaded when it creates a container (the containerd
+    // shim creates from a single-threaded fork); the child never returns from `child_main`.
+    let cloned = v2
+        .as_ref()
+        .and_then(|fd| unsafe { sys::clone3_into(flags, Some(fd.as_fd())) }.ok());
+    let in_v2 = cloned.is_some();
+    let pid = match cloned {
+        Some(pid) => pid,
+        // SAFETY: as above.
+        None => unsafe { sys::clone3(flags) }.map_err(io_err("cloning the container process"))?,
+    };
+    drop(v2);
     let Some(pid) = pid else {
         drop(rd);
         drop(reply_wr);
@@ -1241,7 +1255,7 @@ fn spawn(
                 console,
                 idmap_sock: idmap_child,
             };
-            child_main(p, &ns_fds, fds)
+            child_main(p, &ns_fds, fds, in_v2)
         })) {
             Ok(()) => 1,
             Err(_) => 2,
@@ -1332,7 +1346,7 @@ struct ChildFds {
 }
 
 /// The container process: never returns normally except to report failure on `sync`.
-fn child_main(p: &Prepared, ns_fds: &[(libc::c_int, OwnedFd)], fds: ChildFds) {
+fn child_main(p: &Prepared, ns_fds: &[(libc::c_int, OwnedFd)], fds: ChildFds, in_v2: bool) {
     let ChildFds {
         state_fd,
         sync,
@@ -1351,7 +1365,7 @@ fn child_main(p: &Prepared, ns_fds: &[(libc::c_int, OwnedFd)], fds: ChildFds) {
     let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as _, 0);
     let sync_ref = &sync;
     let mut setup = || -> Result<(), String> {
-        cgroup::join_self(&p.cgroups).map_err(|e| e.to_string())?;
+        cgroup::join_self(&p.cgroups, in_v2).map_err(|e| e.to_string())?;
         if p.idmaps.is_some() {
             // Wait until the runtime has written the maps, then become the namespace's root
             // (a change of credentials clears the parent-death signal: set it again).
@@ -1374,6 +1388,10 @@ fn child_main(p: &Prepared, ns_fds: &[(libc::c_int, OwnedFd)], fds: ChildFds) {
             if *flag == libc::CLONE_NEWUSER {
                 enter_userns_root()?;
             }
+        }
+        if p.clone_flags & libc::CLONE_NEWCGROUP as u64 != 0 {
+            sys::unshare(libc::CLONE_NEWCGROUP)
+                .map_err(|e| format!("creating the cgroup namespace: {e}"))?;
         }
         // Every mount is made: the runtime runs prestart and createRuntime hooks, then the
         // createContainer hooks run here, before pivot_root (as runc does).
@@ -1676,7 +1694,7 @@ fn exec_child(
     let mut sync = fs::File::from(sync);
     let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as _, 0);
     let setup = || -> Result<(process::Ready, Option<OwnedFd>), String> {
-        cgroup::join_self(cgroups).map_err(|e| e.to_string())?;
+        cgroup::join_self(cgroups, false).map_err(|e| e.to_string())?;
         // The mount namespace last: the others are opened by descriptor, so order is free.
         let mut order: Vec<&(libc::c_int, OwnedFd)> = ns_fds
             .iter()

@@ -394,10 +394,19 @@ pub fn update(dirs: &[Dir], res: &LinuxResources) -> Result<Vec<String>, CgroupE
     resources::apply_with(dirs, res, &resources::Sys::real(), true)
 }
 
-/// Moves the calling process into every directory (`0` = the writer).
-pub fn join_self(dirs: &[Dir]) -> io::Result<()> {
+/// Moves the calling process, which must be single-threaded, into every directory (`0` = the
+/// writer); a v2 directory is skipped when `in_v2` (the process was cloned into it).
+///
+/// v1 hierarchies are joined through `tasks`, which moves only the writing thread: for a
+/// single-threaded process that is the whole process, and the kernel then skips the global
+/// threadgroup lock whose first writer waits out an RCU grace period (several milliseconds
+/// per container; `cgroup.procs` takes it every time).
+pub fn join_self(dirs: &[Dir], in_v2: bool) -> io::Result<()> {
     for d in usable(dirs) {
-        let p = d.file("cgroup.procs");
+        if d.is_v2() && in_v2 {
+            continue;
+        }
+        let p = d.file(if d.is_v2() { "cgroup.procs" } else { "tasks" });
         fs::write(&p, "0")
             .map_err(|e| io::Error::new(e.kind(), format!("joining cgroup {}: {e}", d.path)))?;
     }
