@@ -396,3 +396,96 @@ fn native_shim_reports_oom() {
     let _ = events.wait();
     assert!(seen.contains("/tasks/oom"), "events: {seen}");
 }
+
+/// `Update` (what the CRI plugin sends for a pod's new limits; ctr 1.6 has no `task update`):
+/// called on the shim's own socket with containerd's encoding (runtime-spec JSON in an Any),
+/// it rewrites the container's memory and pids limits.
+#[test]
+fn update_changes_the_limits_of_a_running_task() {
+    use containerd_shim_protos::api::UpdateTaskRequest;
+    use containerd_shim_protos::protobuf::well_known_types::any::Any;
+    use containerd_shim_protos::ttrpc::{context, Client};
+    use containerd_shim_protos::TaskClient;
+
+    let (c, _layout) = setup();
+    let id = unique("nshimu");
+    let o = c.ctr(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        "localhost/bbox:single",
+        &id,
+        "sleep",
+        "1000",
+    ]);
+    assert!(o.status.success(), "run -d: {}\n{}", text(&o), c.log());
+    wait_status(&c, &id, "RUNNING");
+    // The shim's socket, named as containerd-shim names it: a hash of containerd's address,
+    // the namespace and the grouping (here the container's own id).
+    let address = {
+        use sha2::Digest;
+        let key = c.socket().join(c.namespace()).join(&id);
+        let hash = sha2::Sha256::digest(key.to_str().unwrap().as_bytes());
+        let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        format!("unix:///run/containerd/s/{hex}")
+    };
+    let task = TaskClient::new(Client::connect(address.trim()).unwrap());
+    let resources = serde_json::json!({
+        "memory": {"limit": 64 << 20},
+        "pids": {"limit": 77},
+    });
+    let req = UpdateTaskRequest {
+        id: id.clone(),
+        resources: Some(Any {
+            type_url: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into(),
+            value: serde_json::to_vec(&resources).unwrap(),
+            ..Default::default()
+        })
+        .into(),
+        ..Default::default()
+    };
+    task.update(context::with_timeout(10_000_000_000), &req)
+        .unwrap_or_else(|e| panic!("update: {e:?}\n{}", c.log()));
+    // The limits, as the container's cgroups hold them.
+    let o = c.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "u1",
+        &id,
+        "cat",
+        "/proc/self/cgroup",
+    ]);
+    assert!(o.status.success(), "exec: {}", text(&o));
+    let cgroups = String::from_utf8_lossy(&o.stdout).to_string();
+    let path_of = |controller: &str| {
+        cgroups
+            .lines()
+            .find_map(|l| {
+                let mut f = l.splitn(3, ':');
+                let (_, names, path) = (f.next()?, f.next()?, f.next()?);
+                names
+                    .split(',')
+                    .any(|n| n == controller)
+                    .then(|| path.to_string())
+            })
+            .unwrap_or_else(|| panic!("no {controller} cgroup in {cgroups}"))
+    };
+    let read = |controller: &str, file: &str| {
+        let p = format!("/sys/fs/cgroup/{controller}{}/{file}", path_of(controller));
+        std::fs::read_to_string(&p)
+            .unwrap_or_else(|e| panic!("{p}: {e}"))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(
+        read("memory", "memory.limit_in_bytes"),
+        (64u64 << 20).to_string()
+    );
+    assert_eq!(read("pids", "pids.max"), "77");
+    let _ = c.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
+    wait_status(&c, &id, "STOPPED");
+    let _ = c.ctr(&["task", "rm", &id]);
+    let _ = c.ctr(&["container", "rm", &id]);
+}
