@@ -56,6 +56,16 @@ fn task_status(c: &Containerd, id: &str) -> String {
         .to_string()
 }
 
+/// `ctr run -d --runtime io.containerd.tinyo.v2 FLAGS IMAGE ID ARGS`, which must succeed.
+fn run_detached(c: &Containerd, flags: &[&str], image: &str, id: &str, args: &[&str]) {
+    let mut all = vec!["run", "-d", "--runtime", RUNTIME];
+    all.extend_from_slice(flags);
+    all.extend_from_slice(&[image, id]);
+    all.extend_from_slice(args);
+    let o = c.ctr(&all);
+    assert!(o.status.success(), "run -d {id}: {}\n{}", text(&o), c.log());
+}
+
 fn wait_status(c: &Containerd, id: &str, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while task_status(c, id) != want {
@@ -104,20 +114,17 @@ fn ctr_run_on_the_native_shim_returns_output_and_exit_code() {
 fn native_shim_detached_exec_pause_metrics_kill_rm() {
     let (c, _layout) = setup();
     let id = unique("nshimd");
-    let o = c.ctr(&[
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME,
-        "--memory-limit",
-        "67108864",
+    run_detached(
+        &c,
+        &["--memory-limit", "67108864"],
         "localhost/bbox:multi",
         &id,
-        "sh",
-        "-c",
-        "trap 'exit 0' TERM; while true; do sleep 0.1; done",
-    ]);
-    assert!(o.status.success(), "run -d: {}\n{}", text(&o), c.log());
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; while true; do sleep 0.1; done",
+        ],
+    );
     wait_status(&c, &id, "RUNNING");
     let o = c.ctr(&["task", "exec", "--exec-id", "e1", &id, "cat", "/data/keep"]);
     assert!(o.status.success(), "exec: {}\n{}", text(&o), c.log());
@@ -162,19 +169,16 @@ fn a_pods_containers_share_one_shim() {
     let pod = unique("pod");
     let ids = [unique("pod-a"), unique("pod-b")];
     for id in &ids {
-        let o = c.ctr(&[
-            "run",
-            "-d",
-            "--runtime",
-            RUNTIME,
-            "--annotation",
-            &format!("io.kubernetes.cri.sandbox-id={pod}"),
+        run_detached(
+            &c,
+            &[
+                "--annotation",
+                &format!("io.kubernetes.cri.sandbox-id={pod}"),
+            ],
             "localhost/bbox:single",
             id,
-            "sleep",
-            "1000",
-        ]);
-        assert!(o.status.success(), "run -d {id}: {}\n{}", text(&o), c.log());
+            &["sleep", "1000"],
+        );
     }
     for id in &ids {
         wait_status(&c, id, "RUNNING");
@@ -194,17 +198,7 @@ fn a_pods_containers_share_one_shim() {
 fn a_killed_shim_is_cleaned_up_by_delete() {
     let (c, _layout) = setup();
     let id = unique("nshimk");
-    let o = c.ctr(&[
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME,
-        "localhost/bbox:single",
-        &id,
-        "sleep",
-        "1000",
-    ]);
-    assert!(o.status.success(), "run -d: {}\n{}", text(&o), c.log());
+    run_detached(&c, &[], "localhost/bbox:single", &id, &["sleep", "1000"]);
     wait_status(&c, &id, "RUNNING");
     for pid in shims(c.namespace()) {
         let _ = tinyo_core::sys::kill(pid, libc::SIGKILL);
@@ -278,18 +272,13 @@ fn exit_status_outlives_a_killed_shim() {
             .map(str::to_string)
             .collect()
     };
-    let o = c.ctr(&[
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME,
+    run_detached(
+        &c,
+        &[],
         "localhost/bbox:single",
         &id,
-        "sh",
-        "-c",
-        "exit 3",
-    ]);
-    assert!(o.status.success(), "run -d: {}\n{}", text(&o), c.log());
+        &["sh", "-c", "exit 3"],
+    );
     wait_status(&c, &id, "STOPPED");
     let deadline = Instant::now() + Duration::from_secs(30);
     while exits(&events).is_empty() {
@@ -409,17 +398,7 @@ fn update_changes_the_limits_of_a_running_task() {
 
     let (c, _layout) = setup();
     let id = unique("nshimu");
-    let o = c.ctr(&[
-        "run",
-        "-d",
-        "--runtime",
-        RUNTIME,
-        "localhost/bbox:single",
-        &id,
-        "sleep",
-        "1000",
-    ]);
-    assert!(o.status.success(), "run -d: {}\n{}", text(&o), c.log());
+    run_detached(&c, &[], "localhost/bbox:single", &id, &["sleep", "1000"]);
     wait_status(&c, &id, "RUNNING");
     // The shim's socket, named as containerd-shim names it: a hash of containerd's address,
     // the namespace and the grouping (here the container's own id).
@@ -430,7 +409,7 @@ fn update_changes_the_limits_of_a_running_task() {
         let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
         format!("unix:///run/containerd/s/{hex}")
     };
-    let task = TaskClient::new(Client::connect(address.trim()).unwrap());
+    let task = TaskClient::new(Client::connect(&address).unwrap());
     let resources = serde_json::json!({
         "memory": {"limit": 64 << 20},
         "pids": {"limit": 77},
