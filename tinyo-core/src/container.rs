@@ -795,14 +795,15 @@ impl Runtime {
             _ => None,
         };
         // SAFETY: the tinyo CLI is single-threaded; the child never returns from this block.
-        let pid = unsafe { sys::clone3(0) }.map_err(io_err("cloning the exec process"))?;
+        let (pid, in_v2) = unsafe { clone_in_cgroup(0, &saved.cgroups) }
+            .map_err(io_err("cloning the exec process"))?;
         let Some(pid) = pid else {
             drop(rd);
             sys::close_raw(lock.fd.as_raw_fd());
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 exec_child(
                     &plan,
-                    &saved.cgroups,
+                    (&saved.cgroups, in_v2),
                     &ns_fds,
                     root,
                     wr,
@@ -1227,21 +1228,10 @@ fn spawn(
     // The cgroup namespace is made by the child once it is in its cgroups (as runc does), so
     // that its root is the container's cgroup and not the creator's.
     let flags = p.clone_flags & !(libc::CLONE_NEWCGROUP as u64);
-    // Born in its cgroup v2 directory where the kernel allows it; else it joins by
-    // cgroup.procs like the v1 ones.
-    let v2 = cgroup::v2_dir(&p.cgroups).and_then(|d| sys::open_dir(Path::new(&d.path)).ok());
     // SAFETY: the tinyo CLI is single-threaded when it creates a container (the containerd
     // shim creates from a single-threaded fork); the child never returns from `child_main`.
-    let cloned = v2
-        .as_ref()
-        .and_then(|fd| unsafe { sys::clone3_into(flags, Some(fd.as_fd())) }.ok());
-    let in_v2 = cloned.is_some();
-    let pid = match cloned {
-        Some(pid) => pid,
-        // SAFETY: as above.
-        None => unsafe { sys::clone3(flags) }.map_err(io_err("cloning the container process"))?,
-    };
-    drop(v2);
+    let (pid, in_v2) = unsafe { clone_in_cgroup(flags, &p.cgroups) }
+        .map_err(io_err("cloning the container process"))?;
     let Some(pid) = pid else {
         drop(rd);
         drop(reply_wr);
@@ -1343,6 +1333,27 @@ struct ChildFds {
     console: Option<OwnedFd>,
     /// Where the idmapped mounts' detached trees arrive.
     idmap_sock: Option<OwnedFd>,
+}
+
+/// Clones a process (fork semantics) born in the v2 directory of `cgroups` where the kernel
+/// allows it (`CLONE_INTO_CGROUP`: no `cgroup.procs` migration, whose first writer waits out an
+/// RCU grace period), else plainly; the flag says which, for [`cgroup::join_self`].
+///
+/// # Safety
+/// As for [`sys::clone3`].
+unsafe fn clone_in_cgroup(
+    flags: u64,
+    cgroups: &[cgroup::Dir],
+) -> io::Result<(Option<libc::pid_t>, bool)> {
+    let v2 = cgroup::v2_dir(cgroups).and_then(|d| sys::open_dir(Path::new(&d.path)).ok());
+    if let Some(fd) = &v2 {
+        // SAFETY: the caller's promise, passed on.
+        if let Ok(pid) = unsafe { sys::clone3_into(flags, Some(fd.as_fd())) } {
+            return Ok((pid, true));
+        }
+    }
+    // SAFETY: as above.
+    unsafe { sys::clone3(flags) }.map(|pid| (pid, false))
 }
 
 /// The container process: never returns normally except to report failure on `sync`.
@@ -1684,7 +1695,7 @@ fn enter_userns_root() -> Result<(), String> {
 /// The exec'd process: joins everything of the container, then execs.
 fn exec_child(
     p: &ProcessPlan,
-    cgroups: &[cgroup::Dir],
+    (cgroups, in_v2): (&[cgroup::Dir], bool),
     ns_fds: &[(libc::c_int, OwnedFd)],
     root: OwnedFd,
     sync: OwnedFd,
@@ -1694,7 +1705,7 @@ fn exec_child(
     let mut sync = fs::File::from(sync);
     let _ = sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as _, 0);
     let setup = || -> Result<(process::Ready, Option<OwnedFd>), String> {
-        cgroup::join_self(cgroups, false).map_err(|e| e.to_string())?;
+        cgroup::join_self(cgroups, in_v2).map_err(|e| e.to_string())?;
         // The mount namespace last: the others are opened by descriptor, so order is free.
         let mut order: Vec<&(libc::c_int, OwnedFd)> = ns_fds
             .iter()
