@@ -56,33 +56,28 @@ impl Publisher {
         .write_to_bytes()
         .map_err(io::Error::other)?;
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let mut last = None;
         // A connection containerd closed (it restarted) fails the first try: redial once.
-        for _ in 0..2 {
-            if conn.is_none() {
-                *conn = Some((self.dial()?, 1));
-            }
-            let Some((stream, id)) = conn.as_mut() else {
-                break;
+        let mut redialled = false;
+        loop {
+            let (stream, id) = match conn.as_mut() {
+                Some(c) => c,
+                None => conn.insert((self.dial()?, 1)),
             };
             let stream_id = *id;
             *id = id.wrapping_add(2);
-            match call(stream, stream_id, &request) {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    if e.kind() != io::ErrorKind::Other {
-                        *conn = None;
-                    }
-                    // Only a connection that was closed under us is retried: after a timeout
-                    // containerd may still take the event, and it must not arrive twice.
-                    if !closed(&e) {
-                        return Err(e);
-                    }
-                    last = Some(e);
-                }
+            let Err(e) = call(stream, stream_id, &request) else {
+                return Ok(());
+            };
+            if e.kind() != io::ErrorKind::Other {
+                *conn = None;
             }
+            // Only a connection that was closed under us is retried: after a timeout
+            // containerd may still take the event, and it must not arrive twice.
+            if redialled || !closed(&e) {
+                return Err(e);
+            }
+            redialled = true;
         }
-        Err(last.unwrap_or_else(|| io::Error::other("no connection")))
     }
 
     fn dial(&self) -> io::Result<UnixStream> {
