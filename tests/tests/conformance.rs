@@ -606,3 +606,30 @@ fn a_cgroup_namespace_is_rooted_at_the_containers_cgroups_like_runc() {
         "tinyo (left) vs runc (right); tinyo stderr {terr}"
     );
 }
+
+/// containerd's runc shim matches runc's words: "container not running" from `kill` is a
+/// process already gone, not a failure. And `kill --all` of a stopped container still reaches
+/// what is left in its cgroup and succeeds: the shim sends it whenever a container of a pod
+/// exits, and an error there leaves the CRI plugin retrying the exit forever.
+#[test]
+fn killing_a_stopped_container_uses_runcs_words_and_all_succeeds() {
+    for rt in [Runtime::tinyo(), Runtime::runc()] {
+        let id = unique("cf-killstopped");
+        let bundle = runc_spec_bundle(&id, "true");
+        rt.track(&id);
+        let b = bundle.path().to_str().unwrap();
+        rt.ok(&["run", "-d", "--bundle", b, &id]);
+        rt.wait_status(&id, "stopped");
+        let o = rt.out(&["kill", &id, "KILL"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_ne!(
+            o.status.code(),
+            Some(0),
+            "{}: kill of a stopped container",
+            rt.name
+        );
+        assert!(err.contains("container not running"), "{}: {err}", rt.name);
+        rt.ok(&["kill", "--all", &id, "KILL"]);
+        rt.ok(&["delete", &id]);
+    }
+}

@@ -57,7 +57,8 @@ pub enum Error {
     NotCreated { id: String, status: Status },
     #[error("container {id:?} is {status}: stop it first or use --force")]
     StillRunning { id: String, status: Status },
-    #[error("container {0:?} is not running")]
+    /// runc's words: containerd's shim reads "container not running" as "already exited".
+    #[error("container {0:?}: container not running")]
     NotRunning(String),
     #[error("{0}")]
     Unsupported(String),
@@ -626,7 +627,16 @@ impl Runtime {
         let (lock, saved) = self.open(id)?;
         let status = self.status(&lock.dir, &saved);
         if status == Status::Stopped {
-            return Err(Error::NotRunning(id.into()));
+            if !all {
+                return Err(Error::NotRunning(id.into()));
+            }
+            // As runc: `kill --all` of a stopped container still signals whatever is left in
+            // its cgroup (children of an init that died in a shared PID namespace).
+            return if saved.cgroups.is_empty() {
+                Ok(())
+            } else {
+                cgroup::kill_all(&saved.cgroups, signal).map_err(Error::from)
+            };
         }
         let sent = if all && !saved.cgroups.is_empty() {
             cgroup::kill_all(&saved.cgroups, signal).map_err(Error::from)
