@@ -258,3 +258,23 @@ fn multi_expect() -> Vec<Expect> {
         },
     ]
 }
+
+/// The tag [`pause`] gives its image.
+pub const PAUSE: &str = "pause";
+
+/// A pause image for CRI sandboxes at `dir` (tagged [`PAUSE`]): the busybox rootfs whose
+/// command sleeps for 68 years. It never exits on its own; containerd stops sandboxes with
+/// SIGKILL.
+pub fn pause(dir: &Path) {
+    let mut layout = Layout::create(dir);
+    let base = image::entries_from_dir(busybox::rootfs());
+    let l = image::layer(&base, Compression::Gzip, Style::Oci);
+    let img = image::image(
+        &layout,
+        Style::Oci,
+        &Platform::linux_amd64(),
+        vec![l],
+        |c| c["config"]["Cmd"] = serde_json::json!(["sleep", "2147483647"]),
+    );
+    layout.tag(&img.manifest, PAUSE);
+}

@@ -1,6 +1,8 @@
 //! containerd for tests: started by the test with its own config, root, state and sockets under
-//! a temporary directory (CRI disabled), in a private mount namespace, killed on drop and when
-//! the thread that started it exits. Driven with `ctr` in a namespace of the test's own.
+//! a temporary directory, in a private mount namespace, killed on drop and when the thread that
+//! started it exits. Driven with `ctr` in a namespace of the test's own. The CRI plugin is off
+//! unless started with [`Containerd::start_cri`]; it then serves the kubelet's API on the same
+//! socket, works in the `k8s.io` namespace, and has no CNI networks (host-network pods only).
 //!
 //! The stock `containerd-shim-runc-v2` still keeps the runtime's state under
 //! `/run/containerd/runc/<namespace>`; the fixture removes that directory (and the shim's
@@ -20,6 +22,65 @@ pub struct Containerd {
     dir: tempfile::TempDir,
     namespace: String,
     ctr: PathBuf,
+    cri: bool,
+}
+
+/// The namespace the CRI plugin keeps its pods' images, containers and tasks in.
+pub const CRI_NAMESPACE: &str = "k8s.io";
+
+/// One CRI runtime handler (`runtimes.NAME` in containerd's CRI config).
+#[derive(Debug, Clone)]
+pub struct Handler {
+    pub name: String,
+    /// `io.containerd.runc.v2`, `io.containerd.tinyo.v2`, …
+    pub runtime_type: String,
+    /// runc-v2's `BinaryName`: the OCI runtime it execs instead of `runc`.
+    pub binary_name: Option<PathBuf>,
+}
+
+/// The CRI plugin's settings for [`Containerd::start_cri`].
+#[derive(Debug, Clone)]
+pub struct Cri {
+    /// The pause image every sandbox runs (`sandbox_image`); the test imports it.
+    pub sandbox_image: String,
+    /// The handlers pods may name; the first is the default.
+    pub handlers: Vec<Handler>,
+}
+
+impl Cri {
+    fn config(&self, d: &Path) -> String {
+        let p = "[plugins.\"io.containerd.grpc.v1.cri\"";
+        // Stream server on an ephemeral loopback port; AppArmor off (the host may have no
+        // parser); CNI directories of our own, empty: only host-network pods can run.
+        // restrict_oom_score_adj: the sandbox asks for oomScoreAdj -998, which needs
+        // CAP_SYS_RESOURCE; without it runc, crun and tinyo all refuse (EACCES), so on hosts
+        // like the CI's containerd must clamp the score to its own.
+        let mut s = format!(
+            "{p}]\n  sandbox_image = \"{}\"\n  stream_server_address = \"127.0.0.1\"\n  \
+             stream_server_port = \"0\"\n  disable_apparmor = true\n  restrict_oom_score_adj = {}\n\
+             {p}.cni]\n  bin_dir = \"{}\"\n  conf_dir = \"{}\"\n\
+             {p}.containerd]\n  default_runtime_name = \"{}\"\n",
+            self.sandbox_image,
+            !crate::host::has_cap(crate::host::CAP_SYS_RESOURCE),
+            d.join("cni/bin").display(),
+            d.join("cni/net.d").display(),
+            self.handlers.first().map_or("runc", |h| h.name.as_str()),
+        );
+        for h in &self.handlers {
+            s += &format!(
+                "{p}.containerd.runtimes.{}]\n  runtime_type = \"{}\"\n",
+                h.name, h.runtime_type
+            );
+            if let Some(b) = &h.binary_name {
+                s += &format!(
+                    "{p}.containerd.runtimes.{}.options]\n  BinaryName = \"{}\"\n",
+                    h.name,
+                    b.display()
+                );
+            }
+        }
+        s
+    }
 }
 
 impl Containerd {
@@ -30,6 +91,16 @@ impl Containerd {
     /// As [`Containerd::start`], with `dir` first on containerd's PATH: where it finds
     /// `containerd-shim-<name>-v2` for `--runtime io.containerd.<name>.v2`.
     pub fn start_with_path(path_dir: Option<&Path>) -> Self {
+        Self::start_inner(path_dir, None)
+    }
+
+    /// As [`Containerd::start_with_path`], with the CRI plugin on: the kubelet's gRPC API on
+    /// [`Containerd::socket`], pods and their images in [`CRI_NAMESPACE`].
+    pub fn start_cri(path_dir: Option<&Path>, cri: &Cri) -> Self {
+        Self::start_inner(path_dir, Some(cri))
+    }
+
+    fn start_inner(path_dir: Option<&Path>, cri: Option<&Cri>) -> Self {
         let bin = require_tool("containerd", "containerd");
         let ctr = require_tool("ctr", "containerd");
         require_tool("containerd-shim-runc-v2", "containerd");
@@ -38,14 +109,25 @@ impl Containerd {
             .tempdir()
             .expect("containerd dir");
         let d = dir.path();
-        let config = format!(
-            "version = 2\nroot = \"{}\"\nstate = \"{}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+        let mut config = format!(
+            "version = 2\nroot = \"{}\"\nstate = \"{}\"\ndisabled_plugins = [{}]\n\
              [grpc]\n  address = \"{}\"\n[ttrpc]\n  address = \"{}\"\n",
             d.join("root").display(),
             d.join("state").display(),
+            if cri.is_some() {
+                ""
+            } else {
+                "\"io.containerd.grpc.v1.cri\""
+            },
             d.join("containerd.sock").display(),
             d.join("containerd.sock.ttrpc").display()
         );
+        if let Some(cri) = cri {
+            config += &cri.config(d);
+            for sub in ["cni/bin", "cni/net.d"] {
+                fs::create_dir_all(d.join(sub)).expect("CNI dirs");
+            }
+        }
         fs::write(d.join("config.toml"), config).expect("write containerd config");
         let log = fs::File::create(d.join("containerd.log")).expect("log");
         let mut cmd = Command::new("unshare");
@@ -69,6 +151,7 @@ impl Containerd {
             dir,
             namespace: unique("tinyo").replace('-', "_"),
             ctr,
+            cri: cri.is_some(),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !c.ctr(&["version"]).status.success() {
@@ -92,6 +175,11 @@ impl Containerd {
         self.dir.path()
     }
 
+    /// containerd's pid (its mount namespace holds the shims' rootfs mounts).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn namespace(&self) -> &str {
         &self.namespace
     }
@@ -102,10 +190,15 @@ impl Containerd {
 
     /// A `ctr` command against this containerd, in the test's namespace.
     pub fn ctr_cmd(&self, args: &[&str]) -> Command {
+        self.ctr_in(&self.namespace, args)
+    }
+
+    /// A `ctr` command against this containerd, in namespace `ns`.
+    pub fn ctr_in(&self, ns: &str, args: &[&str]) -> Command {
         let mut c = Command::new(&self.ctr);
         c.arg("-a")
             .arg(self.socket())
-            .args(["-n", &self.namespace])
+            .args(["-n", ns])
             .args(args)
             .stdin(Stdio::null());
         c
@@ -117,6 +210,11 @@ impl Containerd {
 
     /// Imports the OCI layout at `layout` (all its tagged images) as `base:TAG`.
     pub fn import_layout(&self, layout: &Path, base: &str) {
+        self.import_layout_in(&self.namespace, layout, base)
+    }
+
+    /// As [`Containerd::import_layout`], into namespace `ns` (e.g. [`CRI_NAMESPACE`]).
+    pub fn import_layout_in(&self, ns: &str, layout: &Path, base: &str) {
         let tar = self.dir.path().join("import.tar");
         let st = Command::new("tar")
             .arg("-C")
@@ -127,13 +225,19 @@ impl Containerd {
             .status()
             .expect("tar the layout");
         assert!(st.success(), "tar of {}", layout.display());
-        let o = self.ctr(&[
-            "image",
-            "import",
-            "--base-name",
-            base,
-            tar.to_str().expect("utf-8 path"),
-        ]);
+        let o = self
+            .ctr_in(
+                ns,
+                &[
+                    "image",
+                    "import",
+                    "--base-name",
+                    base,
+                    tar.to_str().expect("utf-8 path"),
+                ],
+            )
+            .output()
+            .expect("run ctr");
         assert!(
             o.status.success(),
             "ctr image import: {}",
@@ -145,17 +249,30 @@ impl Containerd {
 impl Drop for Containerd {
     fn drop(&mut self) {
         // Tasks and containers first, so shims exit and unmount what they mounted.
-        let list = self.ctr(&["container", "ls", "-q"]);
-        for id in String::from_utf8_lossy(&list.stdout).lines() {
-            let _ = self.ctr(&["task", "kill", "-s", "SIGKILL", id]);
-            let _ = self.ctr(&["task", "rm", "-f", id]);
-            let _ = self.ctr(&["container", "rm", id]);
+        let mut namespaces = vec![self.namespace.clone()];
+        if self.cri {
+            namespaces.push(CRI_NAMESPACE.to_string());
+        }
+        for ns in &namespaces {
+            let ctr = |args: &[&str]| self.ctr_in(ns, args).output();
+            let Ok(list) = ctr(&["container", "ls", "-q"]) else {
+                continue;
+            };
+            for id in String::from_utf8_lossy(&list.stdout).lines() {
+                let _ = ctr(&["task", "kill", "-s", "SIGKILL", id]);
+                let _ = ctr(&["task", "rm", "-f", id]);
+                let _ = ctr(&["container", "rm", id]);
+            }
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let runc_root = Path::new("/run/containerd/runc").join(&self.namespace);
         let _ = fs::remove_dir_all(&runc_root);
-        let _ = fs::remove_dir(Path::new("/run/containerd/tinyo").join(&self.namespace));
+        for ns in &namespaces {
+            // k8s.io may be a host containerd's too: only removed when empty.
+            let _ = fs::remove_dir(Path::new("/run/containerd/runc").join(ns));
+            let _ = fs::remove_dir(Path::new("/run/containerd/tinyo").join(ns));
+        }
         for d in [
             "/run/containerd/runc",
             "/run/containerd/tinyo",

@@ -120,3 +120,16 @@ pub fn processes_running(cmdline: &str) -> Vec<String> {
         .filter(|c| c.trim_end() == cmdline)
         .collect()
 }
+
+/// Whether this process has capability number `cap` (see capabilities(7)) in its effective set.
+pub fn has_cap(cap: u32) -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_some_and(|eff| cap < 64 && eff & (1 << cap) != 0)
+}
+
+/// `CAP_SYS_RESOURCE`: overriding resource limits, lowering `oom_score_adj`.
+pub const CAP_SYS_RESOURCE: u32 = 24;

@@ -19,6 +19,7 @@ pub mod bins;
 pub mod busybox;
 pub mod catalogue;
 pub mod containerd;
+pub mod cri;
 pub mod expect;
 pub mod host;
 pub mod hostile;
