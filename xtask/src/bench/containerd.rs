@@ -7,9 +7,17 @@
 //! - Per-pod shim memory: one detached `sleep` container per runtime; the shim process's
 //!   resident, private and anonymous memory (smaps_rollup), its thread count and how often it
 //!   wakes up while the container idles.
+//! - Pod start through the CRI plugin, as the kubelet asks for it: RunPodSandbox, then
+//!   CreateContainer + StartContainer of one container, per runtime handler (`tinyo` native,
+//!   `runc`, `runc` with tinyo as `BinaryName`), host-network pods (no CNI in the sample).
 
 use anyhow::{bail, Context, Result};
-use tinyo_tests::containerd::Containerd;
+use std::cell::RefCell;
+use std::path::Path;
+use std::time::Instant;
+
+use tinyo_tests::containerd::{Containerd, Cri, Handler, CRI_NAMESPACE};
+use tinyo_tests::cri;
 
 use super::{dist_binary, interleaved, smaps_rollup, time_command, Contender, Opts, Report};
 
@@ -178,5 +186,96 @@ pub fn run(opts: &Opts) -> Result<Vec<Report>> {
         reference,
         wakeups,
     ));
+    drop(c);
+    reports.extend(cri_pods(opts, &shim, &tinyo)?);
+    Ok(reports)
+}
+
+/// Pod and container start through the CRI plugin, per runtime handler.
+fn cri_pods(opts: &Opts, shim: &Path, tinyo: &Path) -> Result<Vec<Report>> {
+    let handler = |name: &str, runtime_type: &str, binary: Option<&Path>| Handler {
+        name: name.into(),
+        runtime_type: runtime_type.into(),
+        binary_name: binary.map(Path::to_path_buf),
+    };
+    let handlers = [
+        ("tinyo-v2 (native shim)", "tinyo"),
+        ("runc-v2 + runc", "runc"),
+        ("runc-v2 + tinyo", "runctinyo"),
+    ];
+    let c = Containerd::start_cri(
+        shim.parent(),
+        &Cri {
+            sandbox_image: "localhost/pause:pause".into(),
+            handlers: vec![
+                handler("tinyo", "io.containerd.tinyo.v2", None),
+                handler("runc", "io.containerd.runc.v2", None),
+                handler("runctinyo", "io.containerd.runc.v2", Some(tinyo)),
+            ],
+        },
+    );
+    let images = tempfile::tempdir()?;
+    let (bbox, pause) = (images.path().join("bbox"), images.path().join("pause"));
+    tinyo_tests::catalogue::build(&bbox);
+    tinyo_tests::catalogue::pause(&pause);
+    c.import_layout_in(CRI_NAMESPACE, &bbox, "localhost/bbox");
+    c.import_layout_in(CRI_NAMESPACE, &pause, "localhost/pause");
+    let client = RefCell::new(cri::Client::connect(&c.socket()).map_err(anyhow::Error::msg)?);
+    let logs = tempfile::tempdir()?;
+    let counter = std::cell::Cell::new(0u64);
+    let cgroup_parent = format!("/tinyo-bench-cri-{}", std::process::id());
+    let mut contenders: Vec<Contender<'_>> = handlers
+        .iter()
+        .map(|&(name, handler)| {
+            let (client, counter, logs, parent, c) =
+                (&client, &counter, logs.path(), &cgroup_parent, &c);
+            Contender::new(name, move || {
+                counter.set(counter.get() + 1);
+                let pod_name = format!("bench-{}-{}", std::process::id(), counter.get());
+                let pod = cri::host_network_pod(&pod_name, logs, parent);
+                let ctr = cri::container("app", "localhost/bbox:single", &["sleep", "1000"]);
+                let mut cri = client.borrow_mut();
+                let fail = |e: String| anyhow::anyhow!("{e}\n{}", c.log());
+                let t = Instant::now();
+                let sandbox = cri.run_pod_sandbox(&pod, handler).map_err(fail)?;
+                let t_sandbox = t.elapsed();
+                let id = cri.create_container(&sandbox, &ctr, &pod).map_err(fail)?;
+                cri.start_container(&id).map_err(fail)?;
+                let total = t.elapsed();
+                // Torn down outside the sample, as the kubelet would much later.
+                cri.stop_container(&id, 0).map_err(fail)?;
+                cri.remove_container(&id).map_err(fail)?;
+                cri.stop_pod_sandbox(&sandbox).map_err(fail)?;
+                cri.remove_pod_sandbox(&sandbox).map_err(fail)?;
+                let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+                Ok(vec![ms(total), ms(t_sandbox), ms(total - t_sandbox)])
+            })
+        })
+        .collect();
+    let mut reports = interleaved(
+        &[
+            (
+                "CRI pod start: RunPodSandbox + CreateContainer + StartContainer, wall",
+                "ms",
+            ),
+            ("CRI RunPodSandbox (pause container running), wall", "ms"),
+            (
+                "CRI CreateContainer + StartContainer in a running pod, wall",
+                "ms",
+            ),
+        ],
+        "runc-v2 + runc",
+        &mut contenders,
+        opts,
+    )?;
+    drop(contenders);
+    reports[0].notes.push(
+        "containerd 1.6's CRI plugin over gRPC on its socket; host-network pods, so no CNI; \
+         each sample is a new pod, torn down after the sample"
+            .into(),
+    );
+    for d in tinyo_tests::host::leftover_cgroups(cgroup_parent.trim_start_matches('/')) {
+        let _ = std::fs::remove_dir(d);
+    }
     Ok(reports)
 }
