@@ -219,9 +219,12 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 /// RFC 3339 UTC time with nanoseconds, as runc writes `created`.
 pub fn now_rfc3339() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    rfc3339(std::time::SystemTime::now())
+}
+
+/// `t` as RFC 3339 in UTC with nanoseconds.
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
     let (year, month, day) = civil_from_days(days);

@@ -11,6 +11,7 @@ mod image;
 mod logs;
 mod net;
 mod network;
+mod restart;
 mod spec;
 mod state;
 mod supervise;

@@ -60,6 +60,8 @@ pub enum Status {
     /// Being set up by its supervisor.
     Created,
     Running,
+    /// Exited, and its supervisor will start it again after the backoff delay.
+    Restarting,
     Exited,
 }
 
@@ -137,6 +139,17 @@ pub struct Record {
     /// Log size cap in bytes (0 = none) and rotated files kept.
     pub log_max_size: u64,
     pub log_max_files: u32,
+    /// `--restart`, and how many times the supervisor has restarted the container.
+    #[serde(default)]
+    pub restart: crate::restart::Policy,
+    #[serde(default)]
+    pub restarts: u32,
+    /// While restarting: when the next run starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_restart: Option<String>,
+    /// `stop` or `rm -f` asked for it to end: it is not restarted again.
+    #[serde(default)]
+    pub stop_requested: bool,
 }
 
 impl Record {
@@ -314,6 +327,10 @@ mod tests {
             net: None,
             log_max_size: 0,
             log_max_files: 1,
+            restart: crate::restart::Policy::No,
+            restarts: 0,
+            next_restart: None,
+            stop_requested: false,
         };
         assert_eq!(r.live_status(), (Status::Exited, "lost"));
         let me = Proc::of(std::process::id() as i32).unwrap();

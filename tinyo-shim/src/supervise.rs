@@ -5,7 +5,8 @@
 //! stdio between the caller (foreground) and the container, writes the CRI log, forwards
 //! signals, and when the container exits records the exit status and time atomically, tears
 //! down what the container had (runtime state, cgroups, network) and, with `--rm`, the
-//! container itself. One thread, no async runtime, one `poll` loop.
+//! container itself. With a restart policy it then waits out the backoff and runs the
+//! container again (see [`crate::restart`]). One thread, no async runtime, one `poll` loop.
 //!
 //! It runs as `tinyo-shim supervise ID`: exec'd in place of `run` in the foreground (same pid,
 //! same terminal), or started detached in its own session by `run -d`, which waits for its
@@ -21,7 +22,10 @@ use tinyo_core::container::CreateOptions;
 use tinyo_core::mounts::Overlay;
 use tinyo_core::sys;
 
+use std::time::{Duration, Instant};
+
 use crate::logs::{LogWriter, Stream};
+use crate::restart::Backoff;
 use crate::state::{self, Proc, Record, Roots, Status};
 use crate::term::{self, Copied};
 
@@ -53,26 +57,104 @@ struct Stdio {
 pub fn run(roots: &Roots, id: &str, ready: Option<OwnedFd>) -> i32 {
     let dir = roots.container(id);
     let mut ready = ready.map(fs::File::from);
-    match setup(roots, id, &dir) {
-        Ok((pid, stdio, rec)) => {
-            if let Some(r) = ready.as_mut() {
-                let _ = r.write_all(b"ok\n");
-            }
-            drop(ready);
-            supervise(roots, id, &dir, pid, stdio, rec)
-        }
-        Err(e) => {
-            let msg = format!("{e:#}");
-            teardown_failed(roots, id, &dir);
-            match ready.as_mut() {
-                Some(r) => {
-                    let _ = writeln!(r, "error: {msg}");
+    let mut backoff = Backoff::default();
+    let mut first = true;
+    loop {
+        let began = Instant::now();
+        let code = match setup(roots, id, &dir) {
+            Ok((pid, stdio, rec)) => {
+                if let Some(mut r) = ready.take() {
+                    let _ = r.write_all(b"ok\n");
                 }
-                None => eprintln!("tinyo-shim: {msg}"),
+                supervise(roots, id, &dir, pid, stdio, rec)
             }
-            125
+            Err(e) if first => {
+                let msg = format!("{e:#}");
+                teardown_failed(roots, id, &dir);
+                match ready.as_mut() {
+                    Some(r) => {
+                        let _ = writeln!(r, "error: {msg}");
+                    }
+                    None => eprintln!("tinyo-shim: {msg}"),
+                }
+                return 125;
+            }
+            Err(e) => {
+                // A restart that could not set the container up counts as a failed run; the
+                // reason goes to its log, where `logs` shows it.
+                note_in_log(&dir, &format!("tinyo-shim: restarting failed: {e:#}"));
+                125
+            }
+        };
+        first = false;
+        let Some(delay) = finish(roots, id, &dir, code, began.elapsed(), &mut backoff) else {
+            return code;
+        };
+        if !wait_to_restart(&dir, delay) {
+            stopped_while_waiting(&dir);
+            return code;
         }
     }
+}
+
+/// Appends one stderr line from the supervisor itself to the container's log.
+fn note_in_log(dir: &Path, line: &str) {
+    let Ok(rec) = state::load(dir) else { return };
+    if let Ok(mut log) = LogWriter::open(&dir.join("ctr.log"), rec.log_max_size, rec.log_max_files)
+    {
+        let _ = log.write(Stream::Stderr, format!("{line}\n").as_bytes());
+        let _ = log.flush();
+    }
+}
+
+/// Waits `delay` before a restart; false when a stop was asked for in the meantime (the
+/// record's flag, or SIGTERM/SIGINT/SIGHUP sent to this supervisor).
+fn wait_to_restart(dir: &Path, delay: Duration) -> bool {
+    let stop_asked = || state::load(dir).map_or(true, |r| r.stop_requested);
+    if delay.is_zero() {
+        return !stop_asked();
+    }
+    let Ok(sigfd) = signalfd() else {
+        return false;
+    };
+    let deadline = Instant::now() + delay;
+    loop {
+        if stop_asked() {
+            return false;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        let mut p = libc::pollfd {
+            fd: sigfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = left.as_millis().min(i32::MAX as u128) as i32 + 1;
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut p, 1, ms) } > 0 {
+            for sig in read_signals(sigfd.as_fd()) {
+                match sig {
+                    libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGQUIT => return false,
+                    // What the last run left behind (this process is their subreaper).
+                    libc::SIGCHLD => {
+                        let _ = reap(-1);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// A stop during the backoff: the container stays exited with its last status.
+fn stopped_while_waiting(dir: &Path) {
+    let _ = state::update(dir, |r| {
+        r.status = Status::Exited;
+        r.next_restart = None;
+        r.supervisor = None;
+    });
 }
 
 /// After a failed setup: nothing is left half-made (runtime state, cgroups, network, the
@@ -472,16 +554,23 @@ fn supervise(roots: &Roots, id: &str, dir: &Path, pid: i32, stdio: Stdio, rec: R
         let _ = l.flush();
     }
     drop(raw);
-    finish(roots, id, dir, code);
     code
 }
 
 /// Records the exit and removes what the container had (with `--rm`, the container too).
-fn finish(roots: &Roots, id: &str, dir: &Path, code: i32) {
+/// Returns the delay before the next run when its restart policy runs it again.
+fn finish(
+    roots: &Roots,
+    id: &str,
+    dir: &Path,
+    code: i32,
+    ran: Duration,
+    backoff: &mut Backoff,
+) -> Option<Duration> {
     let rt = roots.runtime();
     let oom = rt.oom_kills(id).map(|(n, _)| n > 0).unwrap_or(false);
     let _ = rt.delete(id, true);
-    let Ok(rec) = state::load(dir) else { return };
+    let rec = state::load(dir).ok()?;
     if let Err(e) = crate::network::teardown(roots, &rec) {
         eprintln!("tinyo-shim: {e:#}");
     }
@@ -493,15 +582,29 @@ fn finish(roots: &Roots, id: &str, dir: &Path, code: i32) {
     }
     if rec.auto_remove {
         let _ = fs::remove_dir_all(dir);
-        return;
+        return None;
     }
+    let mut delay = None;
     let _ = state::update(dir, |r| {
-        r.status = Status::Exited;
         r.exit_code = Some(code);
         r.exited = Some(tinyo_core::container::now_rfc3339());
         r.oom_killed = oom;
         r.pid = None;
-        r.supervisor = None;
         r.net = None;
+        // Decided under the record's lock, so a `stop` is either seen here or sees this.
+        if !r.stop_requested && r.restart.restarts(code, r.restarts) {
+            let d = backoff.next(ran);
+            r.status = Status::Restarting;
+            r.restarts += 1;
+            r.next_restart = Some(tinyo_core::container::rfc3339(
+                std::time::SystemTime::now() + d,
+            ));
+            delay = Some(d);
+        } else {
+            r.status = Status::Exited;
+            r.next_restart = None;
+            r.supervisor = None;
+        }
     });
+    delay
 }

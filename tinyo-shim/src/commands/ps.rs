@@ -31,12 +31,21 @@ pub fn status_text(r: &Record) -> String {
     let base = match status {
         Status::Created => "created".to_string(),
         Status::Running => "running".to_string(),
+        Status::Restarting => match r.exit_code {
+            Some(c) => format!("restarting (exited {c})"),
+            None => "restarting".to_string(),
+        },
         Status::Exited => match (note, r.exit_code) {
             ("lost", _) => "exited (lost)".to_string(),
             (_, Some(c)) if r.oom_killed => format!("exited ({c}, OOM-killed)"),
             (_, Some(c)) => format!("exited ({c})"),
             _ => "exited".to_string(),
         },
+    };
+    let base = match r.restarts {
+        0 => base,
+        1 => format!("{base}, 1 restart"),
+        n => format!("{base}, {n} restarts"),
     };
     if note == "unsupervised" {
         format!("{base} (unsupervised)")
@@ -50,6 +59,7 @@ fn summary(r: &Record) -> Value {
         "id": r.id, "name": r.name, "image": r.image, "command": r.command,
         "created": r.created, "status": status_text(r), "exit_code": r.exit_code,
         "ports": r.ports, "pid": r.pid.map(|p| p.pid),
+        "restart_policy": r.restart, "restarts": r.restarts, "next_restart": r.next_restart,
     })
 }
 

@@ -79,6 +79,10 @@ pub struct Args {
     /// Run the command as PID 1 instead of under tinyo-init.
     #[arg(long)]
     pub no_init: bool,
+    /// Restart policy: no, on-failure[:MAX-RETRIES], always, unless-stopped (the first restart
+    /// at once, then 10 s doubling to 5 min, as the kubelet; `stop` ends it).
+    #[arg(long, default_value = "no")]
+    pub restart: String,
     /// Rotate the log at this size (0 = never).
     #[arg(long, default_value = "10m")]
     pub log_max_size: String,
@@ -147,6 +151,10 @@ impl Drop for Unmade {
 pub fn run(roots: &Roots, a: Args) -> Result<i32> {
     if let Some(n) = &a.name {
         state::check_name(n)?;
+    }
+    let restart: crate::restart::Policy = a.restart.parse()?;
+    if a.rm && restart != crate::restart::Policy::No {
+        bail!("--rm and --restart {restart} conflict: a container removed when it exits cannot be restarted");
     }
     let network = match &a.network {
         Some(n) => n.parse::<crate::net::Mode>()?,
@@ -244,6 +252,10 @@ pub fn run(roots: &Roots, a: Args) -> Result<i32> {
         net: None,
         log_max_size,
         log_max_files: a.log_max_files.max(1),
+        restart,
+        restarts: 0,
+        next_restart: None,
+        stop_requested: false,
     };
     state::save(&dir, &rec)?;
     drop(guard);

@@ -71,6 +71,19 @@ fn clean_unsupervised(roots: &Roots, r: &Record) {
     });
 }
 
+/// Ends the restarting of `r`: the flag its supervisor checks before every restart, and
+/// SIGTERM to the supervisor when it is waiting out a backoff (no container to signal).
+fn request_stop(roots: &Roots, r: &Record) {
+    let now = state::update(&roots.container(&r.id), |r| r.stop_requested = true);
+    if let Ok(now) = now {
+        if now.status == Status::Restarting {
+            if let Some(p) = now.supervisor.filter(|p| p.alive()) {
+                let _ = tinyo_core::sys::kill(p.pid, libc::SIGTERM);
+            }
+        }
+    }
+}
+
 fn running(roots: &Roots, key: &str) -> Result<Record> {
     let r = state::find(roots, key)?;
     if r.live_status().0 == Status::Exited {
@@ -82,6 +95,7 @@ fn running(roots: &Roots, key: &str) -> Result<Record> {
 pub fn stop(roots: &Roots, a: StopArgs) -> Result<i32> {
     for key in &a.ids {
         let r = running(roots, key)?;
+        request_stop(roots, &r);
         let rt = roots.runtime();
         let _ = rt.kill(&r.id, libc::SIGTERM, false);
         if !wait_exited(roots, &r, Duration::from_secs(a.time)) {
@@ -129,6 +143,7 @@ pub fn rm(roots: &Roots, a: RmArgs) -> Result<i32> {
                 failed = true;
                 continue;
             }
+            request_stop(roots, &r);
             let _ = roots.runtime().kill(&r.id, libc::SIGKILL, true);
             if note == "unsupervised" || !wait_exited(roots, &r, Duration::from_secs(10)) {
                 clean_unsupervised(roots, &r);

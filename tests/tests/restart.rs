@@ -1,0 +1,199 @@
+//! tinyo-shim's restart policies end to end: `run --restart`, the kubelet's backoff, restarts
+//! in `ps`/`inspect`, and `stop` ending the restarting. Each test has its own root and network
+//! namespace (see `tinyo_tests::shim`).
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tinyo_tests::host::leftover_cgroups;
+use tinyo_tests::shim::Shim;
+
+/// Polls `ps` until `name`'s status satisfies `want` (generous bound: restarts after a 10 s
+/// backoff take that long; not a timing assertion).
+fn wait_for(shim: &Shim, name: &str, what: &str, want: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = shim.status(name).unwrap_or_default();
+        if want(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{name} never {what}: last {s:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn inspect(shim: &Shim, name: &str) -> Value {
+    let v: Value = serde_json::from_str(&shim.ok(&["inspect", name])).unwrap();
+    v[0].clone()
+}
+
+/// Seconds since midnight of a CRI log line's RFC 3339 timestamp.
+fn log_seconds(line: &str) -> f64 {
+    let ts = line.split(' ').next().unwrap();
+    let time = ts.split('T').nth(1).unwrap().trim_end_matches('Z');
+    let f: Vec<f64> = time.split(':').map(|p| p.parse().unwrap()).collect();
+    f[0] * 3600.0 + f[1] * 60.0 + f[2]
+}
+
+fn nothing_left(shim: &Shim) {
+    let left: Vec<_> = std::fs::read_dir(shim.containers())
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "container state left: {left:?}");
+    for id in shim.seen_ids() {
+        let left = leftover_cgroups(&id);
+        assert!(left.is_empty(), "cgroups of {id} left: {left:?}");
+    }
+}
+
+#[test]
+fn on_failure_restarts_up_to_its_limit_with_the_kubelets_backoff() {
+    let shim = Shim::new();
+    let id = shim.ok(&[
+        "run",
+        "-d",
+        "--restart",
+        "on-failure:2",
+        "--name",
+        "crash",
+        &shim.image,
+        "sh",
+        "-c",
+        "echo run; exit 3",
+    ]);
+    let id = id.trim().to_string();
+    let s = wait_for(&shim, "crash", "gave up", |s| s.starts_with("exited"));
+    assert_eq!(s, "exited (3), 2 restarts");
+    let rec = inspect(&shim, "crash");
+    assert_eq!(rec["restart"], "on-failure:2");
+    assert_eq!(rec["restarts"], 2);
+    assert_eq!(rec["id"], id.as_str(), "restarts keep the container's id");
+    // Three runs in one log; the first restart at once, the second after the 10 s backoff.
+    let log = std::fs::read_to_string(rec["log_path"].as_str().unwrap()).unwrap();
+    let runs: Vec<&str> = log.lines().filter(|l| l.ends_with(" run")).collect();
+    assert_eq!(runs.len(), 3, "{log}");
+    let gap = log_seconds(runs[2]) - log_seconds(runs[1]);
+    assert!(
+        gap >= 10.0,
+        "second restart {gap} s after the first, before the backoff: {log}"
+    );
+    assert_eq!(shim.ok(&["logs", "crash"]), "run\nrun\nrun\n");
+    shim.ok(&["rm", "crash"]);
+    nothing_left(&shim);
+}
+
+#[test]
+fn on_failure_leaves_a_clean_exit_alone_and_a_kill_restarts_at_once() {
+    let shim = Shim::new();
+    shim.ok(&[
+        "run",
+        "-d",
+        "--restart",
+        "on-failure",
+        "--name",
+        "ok",
+        &shim.image,
+        "true",
+    ]);
+    assert_eq!(
+        wait_for(&shim, "ok", "exited", |s| s.starts_with("exited")),
+        "exited (0)"
+    );
+    // A crash (SIGKILL to the container) is a failure: restarted without delay.
+    let script = "echo up; while sleep 0.05; do :; done";
+    shim.ok(&[
+        "run",
+        "-d",
+        "--restart",
+        "on-failure",
+        "--name",
+        "svc",
+        &shim.image,
+        "sh",
+        "-c",
+        script,
+    ]);
+    wait_for(&shim, "svc", "ran", |s| s == "running");
+    let first = inspect(&shim, "svc")["pid"]["pid"].as_i64().unwrap();
+    shim.ok(&["kill", "svc"]);
+    let s = wait_for(&shim, "svc", "came back", |s| s == "running, 1 restart");
+    let rec = inspect(&shim, "svc");
+    assert_ne!(
+        rec["pid"]["pid"].as_i64().unwrap(),
+        first,
+        "{s}: a new process"
+    );
+    assert_eq!(
+        rec["exit_code"], 137,
+        "the last run's status stays on record"
+    );
+    shim.ok(&["stop", "svc"]);
+    let s = wait_for(&shim, "svc", "stopped", |s| s.starts_with("exited"));
+    // SIGTERM ended the second run (143); it is not restarted.
+    assert_eq!(s, "exited (143), 1 restart", "stop ends the restarting");
+    shim.ok(&["rm", "ok", "svc"]);
+    nothing_left(&shim);
+}
+
+#[test]
+fn always_restarts_a_clean_exit_and_stop_ends_it_during_the_backoff() {
+    let shim = Shim::new();
+    shim.ok(&[
+        "run",
+        "-d",
+        "--restart",
+        "always",
+        "--name",
+        "tick",
+        &shim.image,
+        "sh",
+        "-c",
+        "echo tick",
+    ]);
+    // Restarted at once after the first exit; after the second it waits out 10 s.
+    wait_for(&shim, "tick", "waited for its second restart", |s| {
+        s == "restarting (exited 0), 2 restarts"
+    });
+    assert!(inspect(&shim, "tick")["next_restart"].is_string());
+    let t = Instant::now();
+    shim.ok(&["stop", "tick"]);
+    assert_eq!(
+        shim.status("tick").as_deref(),
+        Some("exited (0), 2 restarts")
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "stop waited for the backoff instead of ending it"
+    );
+    // Its supervisor is gone: nothing restarts it later.
+    assert!(inspect(&shim, "tick")["supervisor"].is_null());
+    assert_eq!(shim.ok(&["logs", "tick"]), "tick\ntick\n");
+    shim.ok(&["rm", "tick"]);
+    nothing_left(&shim);
+}
+
+#[test]
+fn bad_restart_flags_are_refused_and_leave_nothing() {
+    let shim = Shim::new();
+    for (flags, words) in [
+        (&["--restart", "sometimes"][..], "--restart \"sometimes\""),
+        (
+            &["--restart", "on-failure:x"][..],
+            "on-failure[:MAX-RETRIES]",
+        ),
+        (
+            &["--rm", "--restart", "always"][..],
+            "--rm and --restart always conflict",
+        ),
+    ] {
+        let mut args = vec!["run", "-d"];
+        args.extend_from_slice(flags);
+        args.extend([shim.image.as_str(), "true"]);
+        let o = shim.out(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(125), "{flags:?}: {err}");
+        assert!(err.contains(words), "{flags:?}: {err}");
+    }
+    assert!(shim.ps().is_empty());
+    nothing_left(&shim);
+}
