@@ -6,6 +6,10 @@
 //!   private memory per container (tinyo-shim's supervisor against conmon), and the total
 //!   proportional memory (PSS) of everything that stays resident for them: supervisors plus
 //!   the containers' processes.
+//! - Crash to restarted: a `--restart always` container whose command writes a line into a
+//!   FIFO on a bind mount each time it starts; a sample SIGKILLs the container's process and
+//!   times until the restarted container writes its line (each sample a fresh container, so
+//!   the restart is its first one, which tinyo-shim runs without backoff delay).
 
 use std::path::PathBuf;
 
@@ -118,6 +122,7 @@ pub fn run(opts: &Opts) -> Result<Vec<Report>> {
         opts,
     )?;
     drop(contenders);
+    reports.extend(restarts(opts, &shim, &image, &podman)?);
 
     // Idle containers.
     let n = idle_count();
@@ -214,5 +219,143 @@ pub fn run(opts: &Opts) -> Result<Vec<Report>> {
     for r in &mut reports {
         r.notes.extend(notes.iter().cloned());
     }
+    Ok(reports)
+}
+
+/// The FIFO a restarting container reports to, held open read-write so it never reads EOF.
+struct Fifo {
+    dir: tempfile::TempDir,
+    file: std::fs::File,
+}
+
+impl Fifo {
+    fn new() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("up");
+        let st = std::process::Command::new("mkfifo").arg(&path).status()?;
+        if !st.success() {
+            bail!("mkfifo {}", path.display());
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)?;
+        Ok(Self { dir, file })
+    }
+
+    /// The `-v` argument that shows it as /w/up in the container.
+    fn volume(&self) -> String {
+        format!("{}:/w", self.dir.path().display())
+    }
+
+    /// Waits (at most 30 s) for the container to write its line.
+    fn wait_line(&mut self) -> Result<()> {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let mut p = libc::pollfd {
+            fd: self.file.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut p, 1, 30_000) } != 1 {
+            bail!("the container did not (re)start within 30 s");
+        }
+        let mut buf = [0u8; 64];
+        self.file.read(&mut buf).context("reading the FIFO")?;
+        Ok(())
+    }
+}
+
+/// Container command: report on the FIFO, then idle.
+const REPORT_THEN_IDLE: &str = "echo up > /w/up; exec sleep 1000";
+
+fn restarts(
+    opts: &Opts,
+    shim: &Shim,
+    image: &str,
+    podman: &tinyo_tests::podman::Podman,
+) -> Result<Vec<Report>> {
+    let kill = |pid: i64| -> Result<std::time::Instant> {
+        let t = std::time::Instant::now();
+        // SAFETY: kill takes integers; the pid is the container's process, just read.
+        if unsafe { libc::kill(pid as i32, libc::SIGKILL) } != 0 {
+            bail!("kill {pid}: {}", std::io::Error::last_os_error());
+        }
+        Ok(t)
+    };
+    let ms = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1e3;
+    let counter = std::cell::Cell::new(0u32);
+    let mut tinyo_fifo = Fifo::new()?;
+    let mut podman_fifo = Fifo::new()?;
+    let mut contenders = Vec::new();
+    {
+        let (counter, tinyo_fifo) = (&counter, &mut tinyo_fifo);
+        contenders.push(Contender::new("tinyo-shim", move || {
+            counter.set(counter.get() + 1);
+            let name = format!("restart{}", counter.get());
+            let vol = tinyo_fifo.volume();
+            shim.ok(&[
+                "run",
+                "-d",
+                "--restart",
+                "always",
+                "--network",
+                "none",
+                "-v",
+                &vol,
+                "--name",
+                &name,
+                image,
+                "sh",
+                "-c",
+                REPORT_THEN_IDLE,
+            ]);
+            tinyo_fifo.wait_line()?;
+            let rec: serde_json::Value = serde_json::from_str(&shim.ok(&["inspect", &name]))?;
+            let pid = rec[0]["pid"]["pid"].as_i64().context("container pid")?;
+            let t = kill(pid)?;
+            tinyo_fifo.wait_line()?;
+            let sample = ms(t);
+            shim.ok(&["rm", "-f", &name]);
+            Ok(vec![sample])
+        }));
+    }
+    {
+        let podman_fifo = &mut podman_fifo;
+        contenders.push(Contender::new("podman", move || {
+            let vol = podman_fifo.volume();
+            let mut args = podman.run_args(&["-d", "--restart", "always", "-v", &vol]);
+            args.extend([podman.image(), "sh", "-c", REPORT_THEN_IDLE]);
+            let o = podman.run(&args);
+            if !o.status.success() {
+                bail!("podman run -d: {}", String::from_utf8_lossy(&o.stderr));
+            }
+            let id = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            podman_fifo.wait_line()?;
+            let o = podman.run(&["inspect", "--format", "{{.State.Pid}}", &id]);
+            let pid: i64 = String::from_utf8_lossy(&o.stdout).trim().parse()?;
+            let t = kill(pid)?;
+            podman_fifo.wait_line()?;
+            let sample = ms(t);
+            let _ = podman.run(&["rm", "-f", &id]);
+            Ok(vec![sample])
+        }));
+    }
+    let mut reports = interleaved(
+        &[(
+            "crash (SIGKILL) to the restarted container running its command",
+            "ms",
+        )],
+        "podman",
+        &mut contenders,
+        opts,
+    )?;
+    reports[0].notes.push(
+        "`run -d --restart always`; the container's first restart (tinyo-shim: no backoff \
+         before it, the kubelet's 10 s doubling after); podman restarts through conmon's exit \
+         command (`podman container cleanup`)"
+            .into(),
+    );
     Ok(reports)
 }
