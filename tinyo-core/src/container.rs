@@ -72,6 +72,17 @@ pub enum Error {
     },
 }
 
+/// The caller's namespaces for children (pid, time) to go back to when dropped.
+struct ChildNamespaces(Vec<(OwnedFd, libc::c_int)>);
+
+impl Drop for ChildNamespaces {
+    fn drop(&mut self) {
+        for (fd, flag) in self.0.drain(..).rev() {
+            let _ = sys::setns(fd.as_fd(), flag);
+        }
+    }
+}
+
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
     let what = what.into();
     move |source| Error::Io { what, source }
@@ -789,12 +800,20 @@ impl Runtime {
         let root_path = PathBuf::from(format!("/proc/{}/root", saved.pid));
         let root = sys::open_dir(&root_path)
             .map_err(io_err(format!("opening {}", root_path.display())))?;
-        // Settings that apply to children must be joined before cloning.
+        // Settings that apply to children must be joined before cloning; the caller's own
+        // come back when this returns, so a long-lived caller (a supervisor running health
+        // checks) does not clone its next container into this one's namespaces.
+        let mut _restore = ChildNamespaces(Vec::new());
         for (flag, fd) in &ns_fds {
-            if *flag == libc::CLONE_NEWPID || *flag == libc::CLONE_NEWTIME {
-                sys::setns(fd.as_fd(), *flag)
-                    .map_err(io_err("joining the container's pid namespace"))?;
-            }
+            let own = match *flag {
+                libc::CLONE_NEWPID => "/proc/self/ns/pid_for_children",
+                libc::CLONE_NEWTIME => "/proc/self/ns/time_for_children",
+                _ => continue,
+            };
+            let mine = fs::File::open(own).map_err(io_err(format!("opening {own}")))?;
+            _restore.0.push((OwnedFd::from(mine), *flag));
+            sys::setns(fd.as_fd(), *flag)
+                .map_err(io_err("joining the container's pid namespace"))?;
         }
         let (mut rd, wr) = {
             let (r, w) = sys::pipe().map_err(io_err("creating the sync pipe"))?;
