@@ -1,5 +1,6 @@
-//! tinyo-shim's restart policies end to end: `run --restart`, the kubelet's backoff, restarts
-//! in `ps`/`inspect`, and `stop` ending the restarting. Each test has its own root and network
+//! tinyo-shim's restart policies and health checks end to end: `run --restart`, the kubelet's
+//! backoff, restarts in `ps`/`inspect`, `stop` ending the restarting; `--health-*` verdicts,
+//! timeouts, and an unhealthy container restarted as a Kubernetes liveness probe would. Each test has its own root and network
 //! namespace (see `tinyo_tests::shim`).
 
 use std::time::{Duration, Instant};
@@ -184,6 +185,167 @@ fn bad_restart_flags_are_refused_and_leave_nothing() {
         (
             &["--rm", "--restart", "always"][..],
             "--rm and --restart always conflict",
+        ),
+    ] {
+        let mut args = vec!["run", "-d"];
+        args.extend_from_slice(flags);
+        args.extend([shim.image.as_str(), "true"]);
+        let o = shim.out(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(125), "{flags:?}: {err}");
+        assert!(err.contains(words), "{flags:?}: {err}");
+    }
+    assert!(shim.ps().is_empty());
+    nothing_left(&shim);
+}
+
+#[test]
+fn health_checks_turn_healthy_unhealthy_and_back() {
+    let shim = Shim::new();
+    shim.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--health-cmd",
+        "test -e /tmp/ok && echo fine",
+        "--health-interval",
+        "100ms",
+        "--health-retries",
+        "2",
+        &shim.image,
+        "sh",
+        "-c",
+        "touch /tmp/ok; while sleep 0.05; do :; done",
+    ]);
+    wait_for(&shim, "web", "healthy", |s| s == "running (healthy)");
+    let h = &inspect(&shim, "web")["health"];
+    assert_eq!(
+        h["log"].as_array().unwrap().last().unwrap()["output"],
+        "fine\n"
+    );
+    assert_eq!(shim.ps()[0]["health"], "healthy");
+    shim.ok(&["exec", "web", "rm", "/tmp/ok"]);
+    wait_for(&shim, "web", "unhealthy", |s| s == "running (unhealthy)");
+    let h = &inspect(&shim, "web")["health"];
+    assert!(h["failing_streak"].as_u64().unwrap() >= 2, "{h}");
+    let log = h["log"].as_array().unwrap();
+    assert!(log.len() <= 5, "docker keeps the last five results: {h}");
+    assert_eq!(log.last().unwrap()["exit_code"], 1, "{h}");
+    // Report only by default: still running, never restarted.
+    shim.ok(&["exec", "web", "touch", "/tmp/ok"]);
+    wait_for(&shim, "web", "healthy again", |s| s == "running (healthy)");
+    shim.ok(&["rm", "-f", "web"]);
+    nothing_left(&shim);
+}
+
+#[test]
+fn a_check_past_its_timeout_is_killed_and_fails() {
+    let shim = Shim::new();
+    shim.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        "--health-cmd",
+        "sleep 30",
+        "--health-timeout",
+        "200ms",
+        "--health-interval",
+        "100ms",
+        "--health-retries",
+        "1",
+        &shim.image,
+        "sleep",
+        "1000",
+    ]);
+    wait_for(&shim, "slow", "unhealthy", |s| s == "running (unhealthy)");
+    let h = &inspect(&shim, "slow")["health"];
+    let last = h["log"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["exit_code"], -1, "{h}");
+    assert!(
+        last["output"]
+            .as_str()
+            .unwrap()
+            .contains("exceeded its timeout"),
+        "{h}"
+    );
+    let o = shim.ok(&["exec", "slow", "sh", "-c", "ps -o comm | grep -c '^sleep$'"]);
+    assert!(
+        o.trim().parse::<u32>().unwrap() <= 2,
+        "timed-out checks pile up: {o}"
+    );
+    shim.ok(&["rm", "-f", "slow"]);
+    nothing_left(&shim);
+}
+
+#[test]
+fn an_unhealthy_container_is_restarted_like_a_liveness_probe() {
+    let shim = Shim::new();
+    shim.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "live",
+        "--health-cmd",
+        "test -e /tmp/ok",
+        "--health-interval",
+        "100ms",
+        "--health-retries",
+        "2",
+        "--health-on-failure",
+        "restart",
+        &shim.image,
+        "sh",
+        "-c",
+        "touch /tmp/ok; echo started; while sleep 0.05; do :; done",
+    ]);
+    wait_for(&shim, "live", "healthy", |s| s == "running (healthy)");
+    shim.ok(&["exec", "live", "rm", "/tmp/ok"]);
+    // Killed once unhealthy, run again although the restart policy is `no`.
+    let s = wait_for(&shim, "live", "came back healthy", |s| {
+        if s.starts_with("exited") {
+            let o = shim.out(&["logs", "live"]);
+            panic!("{s}: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        s == "running (healthy), 1 restart"
+    });
+    assert_eq!(inspect(&shim, "live")["exit_code"], 137, "{s}");
+    assert_eq!(shim.ok(&["logs", "live"]), "started\nstarted\n");
+    let o = shim.out(&["logs", "live"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("unhealthy (2 failed health checks in a row): restarting it"),
+        "{err}"
+    );
+    shim.ok(&["stop", "-t", "1", "live"]);
+    assert!(shim.status("live").unwrap().starts_with("exited"));
+    shim.ok(&["rm", "live"]);
+    nothing_left(&shim);
+}
+
+#[test]
+fn bad_health_flags_are_refused() {
+    let shim = Shim::new();
+    for (flags, words) in [
+        (
+            &["--health-cmd", "true", "--health-interval", "10x"][..],
+            "--health-interval",
+        ),
+        (
+            &["--health-cmd", "true", "--health-on-failure", "stop"][..],
+            "none, kill or restart",
+        ),
+        (&["--health-cmd", " "][..], "--health-cmd is empty"),
+        (
+            &[
+                "--rm",
+                "--health-cmd",
+                "true",
+                "--health-on-failure",
+                "restart",
+            ][..],
+            "conflict",
         ),
     ] {
         let mut args = vec!["run", "-d"];

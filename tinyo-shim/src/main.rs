@@ -7,6 +7,7 @@
 //! and exit status (see [`supervise`]).
 
 mod commands;
+mod health;
 mod image;
 mod logs;
 mod net;

@@ -150,6 +150,11 @@ pub struct Record {
     /// `stop` or `rm -f` asked for it to end: it is not restarted again.
     #[serde(default)]
     pub stop_requested: bool,
+    /// `--health-*`, and the checks' verdict while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<crate::health::Config>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::Health>,
 }
 
 impl Record {
@@ -331,6 +336,8 @@ mod tests {
             restarts: 0,
             next_restart: None,
             stop_requested: false,
+            healthcheck: None,
+            health: None,
         };
         assert_eq!(r.live_status(), (Status::Exited, "lost"));
         let me = Proc::of(std::process::id() as i32).unwrap();

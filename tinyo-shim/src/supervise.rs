@@ -24,6 +24,7 @@ use tinyo_core::sys;
 
 use std::time::{Duration, Instant};
 
+use crate::health::{self, Checker};
 use crate::logs::{LogWriter, Stream};
 use crate::restart::Backoff;
 use crate::state::{self, Proc, Record, Roots, Status};
@@ -61,7 +62,7 @@ pub fn run(roots: &Roots, id: &str, ready: Option<OwnedFd>) -> i32 {
     let mut first = true;
     loop {
         let began = Instant::now();
-        let code = match setup(roots, id, &dir) {
+        let ended = match setup(roots, id, &dir) {
             Ok((pid, stdio, rec)) => {
                 if let Some(mut r) = ready.take() {
                     let _ = r.write_all(b"ok\n");
@@ -83,11 +84,15 @@ pub fn run(roots: &Roots, id: &str, ready: Option<OwnedFd>) -> i32 {
                 // A restart that could not set the container up counts as a failed run; the
                 // reason goes to its log, where `logs` shows it.
                 note_in_log(&dir, &format!("tinyo-shim: restarting failed: {e:#}"));
-                125
+                Ended {
+                    code: 125,
+                    restart: false,
+                }
             }
         };
         first = false;
-        let Some(delay) = finish(roots, id, &dir, code, began.elapsed(), &mut backoff) else {
+        let code = ended.code;
+        let Some(delay) = finish(roots, id, &dir, &ended, began.elapsed(), &mut backoff) else {
             return code;
         };
         if !wait_to_restart(&dir, delay) {
@@ -227,6 +232,11 @@ fn setup(roots: &Roots, id: &str, dir: &Path) -> Result<(i32, Stdio, Record)> {
         r.status = Status::Running;
         r.pid = Proc::of(pid);
         r.started = Some(tinyo_core::container::now_rfc3339());
+        r.health = r.healthcheck.as_ref().map(|_| health::Health {
+            status: health::Status::Starting,
+            failing_streak: 0,
+            log: Vec::new(),
+        });
     })?;
     let stdio = stdio.ok_or_else(|| anyhow!("no stdio for the container"))?;
     Ok((pid, stdio, rec))
@@ -331,9 +341,9 @@ fn exit_code(status: i32) -> i32 {
     }
 }
 
-/// Reaps children; returns the container's exit code once it has exited.
-fn reap(pid: i32) -> Option<i32> {
-    let mut code = None;
+/// Reaps every exited child: (pid, exit code) of each.
+fn reap_all() -> Vec<(i32, i32)> {
+    let mut out = Vec::new();
     loop {
         let mut status = 0;
         // SAFETY: waitpid with a valid status pointer.
@@ -341,11 +351,216 @@ fn reap(pid: i32) -> Option<i32> {
         if r <= 0 {
             break;
         }
-        if r == pid {
-            code = Some(exit_code(status));
+        out.push((r, exit_code(status)));
+    }
+    out
+}
+
+/// Reaps children; returns the container's exit code once it has exited.
+fn reap(pid: i32) -> Option<i32> {
+    reap_all()
+        .into_iter()
+        .find_map(|(p, c)| (p == pid).then_some(c))
+}
+
+/// A health check in flight.
+struct Probe {
+    pid: i32,
+    began_at: String,
+    deadline: Instant,
+    timed_out: bool,
+}
+
+/// The supervisor's side of health checks: runs them in the container, folds in results.
+struct Prober {
+    checker: Checker,
+    process: Option<oci_spec::runtime::Process>,
+    out: std::path::PathBuf,
+    probe: Option<Probe>,
+    /// Set when the container was killed for being unhealthy with `--health-on-failure
+    /// restart`: the supervisor then restarts it whatever the policy.
+    pub restart: bool,
+}
+
+impl Prober {
+    fn new(dir: &Path, cfg: health::Config) -> Self {
+        let process = fs::read(dir.join("config.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|spec| {
+                let mut p = spec["process"].clone();
+                p["args"] = serde_json::json!(["/bin/sh", "-c", cfg.cmd]);
+                p["terminal"] = serde_json::json!(false);
+                p.as_object_mut()?.remove("consoleSize");
+                serde_json::from_value(p).ok()
+            });
+        Self {
+            checker: Checker::new(cfg, Instant::now()),
+            process,
+            out: dir.join("health.out"),
+            probe: None,
+            restart: false,
         }
     }
-    code
+
+    /// How long poll may sleep before the prober has something to do.
+    fn wake_in(&self, now: Instant) -> Duration {
+        let at = self
+            .probe
+            .as_ref()
+            .map_or(self.checker.due(), |p| p.deadline);
+        at.saturating_duration_since(now)
+    }
+
+    /// Starts a due check, or kills one past its timeout.
+    fn tick(
+        &mut self,
+        rt: &tinyo_core::container::Runtime,
+        id: &str,
+        dir: &Path,
+        log: &mut Option<LogWriter>,
+    ) {
+        let now = Instant::now();
+        if let Some(p) = self.probe.as_mut() {
+            if now >= p.deadline && !p.timed_out {
+                p.timed_out = true;
+                let _ = sys::kill(p.pid, libc::SIGKILL);
+            }
+            return;
+        }
+        if now < self.checker.due() {
+            return;
+        }
+        let began_at = tinyo_core::container::now_rfc3339();
+        match self.spawn(rt, id) {
+            Ok(pid) => {
+                self.probe = Some(Probe {
+                    pid,
+                    began_at,
+                    deadline: now + self.checker.cfg.timeout(),
+                    timed_out: false,
+                })
+            }
+            Err(e) => {
+                let outcome = health::Outcome {
+                    start: began_at,
+                    end: tinyo_core::container::now_rfc3339(),
+                    exit_code: -1,
+                    output: format!("{e:#}"),
+                };
+                self.fold(outcome, rt, id, dir, log);
+            }
+        }
+    }
+
+    /// Execs the check with stdin from /dev/null and its output to `health.out`.
+    fn spawn(&self, rt: &tinyo_core::container::Runtime, id: &str) -> Result<i32> {
+        let process = self
+            .process
+            .clone()
+            .ok_or_else(|| anyhow!("the container's process config cannot be read"))?;
+        let null = fs::File::open("/dev/null").context("opening /dev/null")?;
+        let out = fs::File::create(&self.out)
+            .with_context(|| format!("creating {}", self.out.display()))?;
+        let fds = [null.as_fd(), out.as_fd(), out.as_fd()];
+        redirected(fds, || {
+            rt.exec(id, process, &tinyo_core::container::ExecOptions::default())
+                .map_err(anyhow::Error::from)
+        })
+    }
+
+    /// A reaped child: true when it was the check in flight (whose result is now in).
+    fn reaped(
+        &mut self,
+        pid: i32,
+        code: i32,
+        rt: &tinyo_core::container::Runtime,
+        id: &str,
+        dir: &Path,
+        log: &mut Option<LogWriter>,
+    ) -> bool {
+        let Some(p) = self.probe.take_if(|p| p.pid == pid) else {
+            return false;
+        };
+        let mut output = fs::read(&self.out).unwrap_or_default();
+        output.truncate(health::OUTPUT_CAP);
+        let mut output = String::from_utf8_lossy(&output).into_owned();
+        let exit_code = if p.timed_out {
+            output = format!(
+                "the health check exceeded its timeout ({} ms)",
+                self.checker.cfg.timeout_ms
+            );
+            -1
+        } else {
+            code
+        };
+        let outcome = health::Outcome {
+            start: p.began_at,
+            end: tinyo_core::container::now_rfc3339(),
+            exit_code,
+            output,
+        };
+        self.fold(outcome, rt, id, dir, log);
+        true
+    }
+
+    fn fold(
+        &mut self,
+        outcome: health::Outcome,
+        rt: &tinyo_core::container::Runtime,
+        id: &str,
+        dir: &Path,
+        log: &mut Option<LogWriter>,
+    ) {
+        let became_unhealthy = self.checker.record(outcome, Instant::now());
+        let h = self.checker.health.clone();
+        let _ = state::update(dir, |r| r.health = Some(h));
+        if !became_unhealthy {
+            return;
+        }
+        let cfg = &self.checker.cfg;
+        let what = match cfg.on_failure {
+            health::OnFailure::None => return,
+            health::OnFailure::Kill => "killing it",
+            health::OnFailure::Restart => "restarting it",
+        };
+        if let Some(l) = log.as_mut() {
+            let line = format!(
+                "tinyo-shim: the container is unhealthy ({} failed health checks in a row): {what}\n",
+                self.checker.health.failing_streak
+            );
+            let _ = l.write(Stream::Stderr, line.as_bytes());
+        }
+        self.restart = cfg.on_failure == health::OnFailure::Restart;
+        let _ = rt.kill(id, libc::SIGKILL, true);
+    }
+
+    /// The container ended: a check still in flight dies with it.
+    fn abandon(&mut self) {
+        if let Some(p) = self.probe.take() {
+            let _ = sys::kill(p.pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Runs `f` with fds 0, 1 and 2 pointing at `fds`, then puts this process's own back.
+fn redirected<T>(fds: [BorrowedFd<'_>; 3], f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let saved: Vec<OwnedFd> = (0..3)
+        .map(|fd| {
+            // SAFETY: fds 0..3 stay open for the life of this process.
+            let b = unsafe { BorrowedFd::borrow_raw(fd) };
+            b.try_clone_to_owned()
+        })
+        .collect::<io::Result<_>>()
+        .context("saving stdio")?;
+    for (i, fd) in fds.iter().enumerate() {
+        sys::dup2(*fd, i as RawFd).context("redirecting stdio")?;
+    }
+    let result = f();
+    for (i, fd) in saved.iter().enumerate() {
+        let _ = sys::dup2(fd.as_fd(), i as RawFd);
+    }
+    result
 }
 
 /// Gives back the pages of this binary that setup touched and the relay loop will not need:
@@ -395,17 +610,28 @@ fn shed_clean_mappings() {
     flush(current, dirty);
 }
 
+/// How one run of the container ended.
+struct Ended {
+    code: i32,
+    /// Killed for being unhealthy with `--health-on-failure restart`.
+    restart: bool,
+}
+
 /// The relay loop and the end of the container's life.
-fn supervise(roots: &Roots, id: &str, dir: &Path, pid: i32, stdio: Stdio, rec: Record) -> i32 {
+fn supervise(roots: &Roots, id: &str, dir: &Path, pid: i32, stdio: Stdio, rec: Record) -> Ended {
     let rt = roots.runtime();
     let mut log = LogWriter::open(&dir.join("ctr.log"), rec.log_max_size, rec.log_max_files).ok();
     let sigfd = match signalfd() {
         Ok(fd) => fd,
         Err(e) => {
             eprintln!("tinyo-shim: signalfd: {e}");
-            return 125;
+            return Ended {
+                code: 125,
+                restart: false,
+            };
         }
     };
+    let mut prober = rec.healthcheck.clone().map(|c| Prober::new(dir, c));
     let foreground = !rec.detached;
     // The caller's terminal, raw while a tty container runs in the foreground.
     let raw = if foreground && rec.tty && term::is_tty(io::stdin().as_fd()) {
@@ -471,7 +697,11 @@ fn supervise(roots: &Roots, id: &str, dir: &Path, pid: i32, stdio: Stdio, rec: R
                 }
                 left as i32
             }
-            None => -1,
+            // Health checks wake the loop when one is due or overdue.
+            None => prober.as_ref().map_or(-1, |p| {
+                let d = p.wake_in(Instant::now());
+                d.as_millis().min(i32::MAX as u128 - 1) as i32 + 1
+            }),
         };
         // SAFETY: `fds` is a valid array of pollfd of the given length.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
@@ -489,8 +719,12 @@ fn supervise(roots: &Roots, id: &str, dir: &Path, pid: i32, stdio: Stdio, rec: R
                 for sig in read_signals(sigfd.as_fd()) {
                     match sig {
                         libc::SIGCHLD => {
-                            if let Some(c) = reap(pid) {
-                                code = Some(c);
+                            for (p, c) in reap_all() {
+                                if p == pid {
+                                    code = Some(c);
+                                } else if let Some(pr) = prober.as_mut() {
+                                    pr.reaped(p, c, &rt, id, dir, &mut log);
+                                }
                             }
                         }
                         libc::SIGWINCH => {
@@ -547,6 +781,14 @@ fn supervise(roots: &Roots, id: &str, dir: &Path, pid: i32, stdio: Stdio, rec: R
         }
         if code.is_some() && exited_at.is_none() {
             exited_at = Some(std::time::Instant::now());
+            if let Some(p) = prober.as_mut() {
+                p.abandon();
+            }
+        }
+        if code.is_none() {
+            if let Some(p) = prober.as_mut() {
+                p.tick(&rt, id, dir, &mut log);
+            }
         }
     }
     let code = code.unwrap_or(255);
@@ -554,7 +796,10 @@ fn supervise(roots: &Roots, id: &str, dir: &Path, pid: i32, stdio: Stdio, rec: R
         let _ = l.flush();
     }
     drop(raw);
-    code
+    Ended {
+        code,
+        restart: prober.is_some_and(|p| p.restart),
+    }
 }
 
 /// Records the exit and removes what the container had (with `--rm`, the container too).
@@ -563,10 +808,11 @@ fn finish(
     roots: &Roots,
     id: &str,
     dir: &Path,
-    code: i32,
+    ended: &Ended,
     ran: Duration,
     backoff: &mut Backoff,
 ) -> Option<Duration> {
+    let code = ended.code;
     let rt = roots.runtime();
     let oom = rt.oom_kills(id).map(|(n, _)| n > 0).unwrap_or(false);
     let _ = rt.delete(id, true);
@@ -592,7 +838,7 @@ fn finish(
         r.pid = None;
         r.net = None;
         // Decided under the record's lock, so a `stop` is either seen here or sees this.
-        if !r.stop_requested && r.restart.restarts(code, r.restarts) {
+        if !r.stop_requested && (ended.restart || r.restart.restarts(code, r.restarts)) {
             let d = backoff.next(ran);
             r.status = Status::Restarting;
             r.restarts += 1;

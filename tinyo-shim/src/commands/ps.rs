@@ -30,7 +30,10 @@ pub fn status_text(r: &Record) -> String {
     let (status, note) = r.live_status();
     let base = match status {
         Status::Created => "created".to_string(),
-        Status::Running => "running".to_string(),
+        Status::Running => match &r.health {
+            Some(h) => format!("running ({})", h.status),
+            None => "running".to_string(),
+        },
         Status::Restarting => match r.exit_code {
             Some(c) => format!("restarting (exited {c})"),
             None => "restarting".to_string(),
@@ -60,6 +63,7 @@ fn summary(r: &Record) -> Value {
         "created": r.created, "status": status_text(r), "exit_code": r.exit_code,
         "ports": r.ports, "pid": r.pid.map(|p| p.pid),
         "restart_policy": r.restart, "restarts": r.restarts, "next_restart": r.next_restart,
+        "health": r.health.as_ref().map(|h| h.status.to_string()),
     })
 }
 

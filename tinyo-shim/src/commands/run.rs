@@ -83,6 +83,24 @@ pub struct Args {
     /// at once, then 10 s doubling to 5 min, as the kubelet; `stop` ends it).
     #[arg(long, default_value = "no")]
     pub restart: String,
+    /// A health check: run with /bin/sh -c in the container every interval.
+    #[arg(long)]
+    pub health_cmd: Option<String>,
+    /// Time between health checks.
+    #[arg(long, default_value = "30s")]
+    pub health_interval: String,
+    /// A check running longer fails (and is killed).
+    #[arg(long, default_value = "30s")]
+    pub health_timeout: String,
+    /// Failures in a row that make the container unhealthy.
+    #[arg(long, default_value_t = 3)]
+    pub health_retries: u32,
+    /// Failures during this time after a start do not count until the first success.
+    #[arg(long, default_value = "0s")]
+    pub health_start_period: String,
+    /// When unhealthy: none, kill (the restart policy decides) or restart.
+    #[arg(long, default_value = "none")]
+    pub health_on_failure: String,
     /// Rotate the log at this size (0 = never).
     #[arg(long, default_value = "10m")]
     pub log_max_size: String,
@@ -148,6 +166,33 @@ impl Drop for Unmade {
     }
 }
 
+/// The `--health-*` flags as a check, when `--health-cmd` is given.
+fn healthcheck(a: &Args) -> Result<Option<crate::health::Config>> {
+    let Some(cmd) = &a.health_cmd else {
+        return Ok(None);
+    };
+    if cmd.trim().is_empty() {
+        bail!("--health-cmd is empty");
+    }
+    let ms = |flag: &str, v: &str| -> Result<u64> {
+        let d = crate::health::parse_duration(v).map_err(|e| anyhow::anyhow!("--{flag}: {e}"))?;
+        Ok(d.as_millis() as u64)
+    };
+    let interval_ms = ms("health-interval", &a.health_interval)?;
+    let timeout_ms = ms("health-timeout", &a.health_timeout)?;
+    if interval_ms == 0 || timeout_ms == 0 {
+        bail!("--health-interval and --health-timeout must be longer than 0");
+    }
+    Ok(Some(crate::health::Config {
+        cmd: cmd.clone(),
+        interval_ms,
+        timeout_ms,
+        retries: a.health_retries.max(1),
+        start_period_ms: ms("health-start-period", &a.health_start_period)?,
+        on_failure: a.health_on_failure.parse().map_err(anyhow::Error::msg)?,
+    }))
+}
+
 pub fn run(roots: &Roots, a: Args) -> Result<i32> {
     if let Some(n) = &a.name {
         state::check_name(n)?;
@@ -155,6 +200,14 @@ pub fn run(roots: &Roots, a: Args) -> Result<i32> {
     let restart: crate::restart::Policy = a.restart.parse()?;
     if a.rm && restart != crate::restart::Policy::No {
         bail!("--rm and --restart {restart} conflict: a container removed when it exits cannot be restarted");
+    }
+    let healthcheck = healthcheck(&a)?;
+    if a.rm
+        && healthcheck
+            .as_ref()
+            .is_some_and(|h| h.on_failure == crate::health::OnFailure::Restart)
+    {
+        bail!("--rm and --health-on-failure restart conflict: a container removed when it exits cannot be restarted");
     }
     let network = match &a.network {
         Some(n) => n.parse::<crate::net::Mode>()?,
@@ -256,6 +309,8 @@ pub fn run(roots: &Roots, a: Args) -> Result<i32> {
         restarts: 0,
         next_restart: None,
         stop_requested: false,
+        healthcheck,
+        health: None,
     };
     state::save(&dir, &rec)?;
     drop(guard);
