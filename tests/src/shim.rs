@@ -285,6 +285,16 @@ impl Drop for Shim {
                 let _ = self.cmd(&["rm", "-f", id]).output();
             }
         }
+        // Pods too: their infra processes would outlive the test.
+        if let Ok(o) = self.cmd(&["pod", "ps", "--format", "json"]).output() {
+            let pods: Vec<serde_json::Value> =
+                serde_json::from_slice(&o.stdout).unwrap_or_default();
+            for p in pods {
+                if let Some(name) = p["name"].as_str() {
+                    let _ = self.cmd(&["pod", "rm", "-f", name]).output();
+                }
+            }
+        }
         let _ = self.netns.kill();
         let _ = self.netns.wait();
     }

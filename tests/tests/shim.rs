@@ -5,7 +5,7 @@
 use std::process::Stdio;
 
 use serde_json::Value;
-use tinyo_tests::host::leftover_cgroups;
+use tinyo_tests::host::{http_get_in, leftover_cgroups};
 use tinyo_tests::shim::Shim;
 
 fn text(o: &std::process::Output) -> (String, String) {
@@ -506,36 +506,6 @@ fn bridge_network_with_a_published_port() {
         .unwrap_or(0);
     assert_eq!(leases, 0, "the IPAM lease is released");
     nothing_left(&shim);
-}
-
-/// `GET /` over HTTP/1.0 to `addr`, from a thread that has joined the network namespace
-/// `netns` (the test's own process stays where it is); returns the body.
-fn http_get_in(netns: &std::path::Path, addr: &str) -> Result<String, String> {
-    let netns = netns.to_path_buf();
-    let addr = addr.to_string();
-    std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        use std::os::fd::AsRawFd;
-        let ns = std::fs::File::open(&netns).map_err(|e| e.to_string())?;
-        // SAFETY: setns on a namespace descriptor; it changes only this thread's namespace.
-        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(format!("setns: {}", std::io::Error::last_os_error()));
-        }
-        let sock: std::net::SocketAddr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
-        let mut s = std::net::TcpStream::connect_timeout(&sock, std::time::Duration::from_secs(2))
-            .map_err(|e| format!("connect {addr}: {e}"))?;
-        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-            .ok();
-        s.write_all(b"GET / HTTP/1.0\r\n\r\n")
-            .map_err(|e| e.to_string())?;
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).map_err(|e| e.to_string())?;
-        resp.split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_string())
-            .ok_or_else(|| format!("not HTTP: {resp:?}"))
-    })
-    .join()
-    .unwrap_or_else(|_| Err("the fetching thread panicked".into()))
 }
 
 #[test]

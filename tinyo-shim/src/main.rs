@@ -12,6 +12,7 @@ mod image;
 mod logs;
 mod net;
 mod network;
+mod pod;
 mod restart;
 mod spec;
 mod state;
@@ -59,6 +60,9 @@ enum Command {
     Images(commands::images::ImagesArgs),
     /// Remove images from the store.
     Rmi(commands::images::RmiArgs),
+    /// Pods: containers sharing network, IPC and UTS namespaces.
+    #[command(subcommand)]
+    Pod(commands::pod::PodCommand),
     /// (internal) The supervisor of one container, started by `run`.
     #[command(hide = true)]
     Supervise(commands::run::SuperviseArgs),
@@ -78,6 +82,7 @@ fn main() {
         Command::Inspect(a) => commands::ps::inspect(&roots, a),
         Command::Images(a) => commands::images::images(&roots, a),
         Command::Rmi(a) => commands::images::rmi(&roots, a),
+        Command::Pod(c) => commands::pod::run(&roots, c),
         Command::Supervise(a) => Ok(commands::run::supervise(a)),
     };
     match result {

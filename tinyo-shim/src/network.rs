@@ -59,7 +59,7 @@ pub fn setup(roots: &Roots, rec: &Record, pid: i32) -> Result<Option<Value>> {
 /// Sets `lo` up in the network namespace `netns`: this (single-threaded) process joins it for
 /// one ioctl and comes back. In process, not through the CNI loopback plugin, which costs a Go
 /// program's start (~30 ms) per container.
-fn loopback_up(netns: &Path) -> std::io::Result<()> {
+pub fn loopback_up(netns: &Path) -> std::io::Result<()> {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     let own = std::fs::File::open("/proc/thread-self/ns/net")?;
     let target = std::fs::File::open(netns)?;

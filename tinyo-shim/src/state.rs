@@ -155,6 +155,9 @@ pub struct Record {
     pub healthcheck: Option<crate::health::Config>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<crate::health::Health>,
+    /// The pod whose namespaces it joined (`run --pod`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
 }
 
 impl Record {
@@ -338,6 +341,7 @@ mod tests {
             stop_requested: false,
             healthcheck: None,
             health: None,
+            pod: None,
         };
         assert_eq!(r.live_status(), (Status::Exited, "lost"));
         let me = Proc::of(std::process::id() as i32).unwrap();

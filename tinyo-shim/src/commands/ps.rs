@@ -63,7 +63,7 @@ fn summary(r: &Record) -> Value {
         "created": r.created, "status": status_text(r), "exit_code": r.exit_code,
         "ports": r.ports, "pid": r.pid.map(|p| p.pid),
         "restart_policy": r.restart, "restarts": r.restarts, "next_restart": r.next_restart,
-        "health": r.health.as_ref().map(|h| h.status.to_string()),
+        "health": r.health.as_ref().map(|h| h.status.to_string()), "pod": r.pod,
     })
 }
 

@@ -101,6 +101,9 @@ pub struct Args {
     /// When unhealthy: none, kill (the restart policy decides) or restart.
     #[arg(long, default_value = "none")]
     pub health_on_failure: String,
+    /// Join pod NAME: its network, IPC and UTS namespaces (and its published ports).
+    #[arg(long)]
+    pub pod: Option<String>,
     /// Rotate the log at this size (0 = never).
     #[arg(long, default_value = "10m")]
     pub log_max_size: String,
@@ -130,7 +133,7 @@ pub struct SuperviseArgs {
 
 /// tinyo-init: `$TINYO_INIT`, else next to this binary. It must be static: it runs inside
 /// containers whose root has no C library (or the wrong one).
-fn find_init() -> Result<PathBuf> {
+pub fn find_init() -> Result<PathBuf> {
     let init = match std::env::var_os("TINYO_INIT") {
         Some(p) if !p.is_empty() => PathBuf::from(p),
         _ => std::env::current_exe()
@@ -164,6 +167,23 @@ impl Drop for Unmade {
             let _ = fs::remove_dir_all(d);
         }
     }
+}
+
+/// A pod member's spec: the pod's network, IPC and UTS namespaces by path (its hostname is
+/// the pod's, so none is set), its cgroup under the pod's.
+fn join_pod(spec: &mut serde_json::Value, p: &crate::pod::Pod, id: &str) -> Result<()> {
+    let ns = spec["linux"]["namespaces"]
+        .as_array_mut()
+        .context("the spec has no namespaces")?;
+    for (kind, file) in [("network", "net"), ("ipc", "ipc"), ("uts", "uts")] {
+        ns.retain(|n| n["type"] != kind);
+        ns.push(serde_json::json!({"type": kind, "path": p.ns_path(file)?}));
+    }
+    if let Some(o) = spec.as_object_mut() {
+        o.remove("hostname");
+    }
+    spec["linux"]["cgroupsPath"] = serde_json::json!(format!("{}/{id}", p.cgroup_parent()));
+    Ok(())
 }
 
 /// The `--health-*` flags as a check, when `--health-cmd` is given.
@@ -209,11 +229,27 @@ pub fn run(roots: &Roots, a: Args) -> Result<i32> {
     {
         bail!("--rm and --health-on-failure restart conflict: a container removed when it exits cannot be restarted");
     }
-    let network = match &a.network {
-        Some(n) => n.parse::<crate::net::Mode>()?,
-        None => crate::network::default_mode(),
+    let pod = match &a.pod {
+        Some(name) => {
+            if a.network.is_some() || !a.publish.is_empty() || a.hostname.is_some() {
+                bail!("--pod {name}: the pod's network, ports and hostname are its containers' (set them with pod create)");
+            }
+            let p = crate::pod::load(roots, name)?;
+            p.ns_path("net")?;
+            Some(p)
+        }
+        None => None,
     };
-    let network_name = crate::network::mode_name(&network);
+    let network_name = match &pod {
+        Some(_) => "pod",
+        None => {
+            let network = match &a.network {
+                Some(n) => n.parse::<crate::net::Mode>()?,
+                None => crate::network::default_mode(),
+            };
+            crate::network::mode_name(&network)
+        }
+    };
     if !a.publish.is_empty() && network_name != "bridge" {
         bail!("-p needs the bridge network (--network bridge)");
     }
@@ -246,7 +282,10 @@ pub fn run(roots: &Roots, a: Args) -> Result<i32> {
         volumes: a.volume.clone(),
         workdir: a.workdir.clone(),
         user: a.user.clone(),
-        hostname: a.hostname.clone(),
+        hostname: pod
+            .as_ref()
+            .map(|p| p.hostname.clone())
+            .or(a.hostname.clone()),
         memory,
         pids_limit: a.pids_limit,
         cpus: a.cpus,
@@ -259,7 +298,10 @@ pub fn run(roots: &Roots, a: Args) -> Result<i32> {
         tty: a.tty,
         console_size,
     };
-    let spec = crate::spec::build(&img, &opts, &id)?;
+    let mut spec = crate::spec::build(&img, &opts, &id)?;
+    if let Some(p) = &pod {
+        join_pod(&mut spec, p, &id)?;
+    }
     let command = spec["process"]["args"]
         .as_array()
         .into_iter()
@@ -311,6 +353,7 @@ pub fn run(roots: &Roots, a: Args) -> Result<i32> {
         stop_requested: false,
         healthcheck,
         health: None,
+        pod: pod.as_ref().map(|p| p.name.clone()),
     };
     state::save(&dir, &rec)?;
     drop(guard);
