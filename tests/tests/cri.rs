@@ -10,7 +10,7 @@ use tinyo_tests::bins::bin;
 use tinyo_tests::catalogue;
 use tinyo_tests::containerd::{Containerd, Cri, Handler, CRI_NAMESPACE};
 use tinyo_tests::cri::{self, container_state, sandbox_state};
-use tinyo_tests::host::{leftover_cgroups, processes_running, require_root, unique};
+use tinyo_tests::host::{leftover_cgroups, require_root, unique};
 
 const PAUSE_IMAGE: &str = "localhost/pause:pause";
 
@@ -203,7 +203,17 @@ fn pod_lifecycle(handler: &str, shim_bin: &str) {
         .unwrap_or_else(|e| panic!("{e}\n{}", c.log()));
     cri.remove_pod_sandbox(&sandbox).unwrap();
     until("the pod's shim exits", &c, || shims().is_empty());
-    assert!(processes_running("sleep 2147483647").is_empty());
+    // The pause process is gone (other tests' pods may run the same command line).
+    let gone = |pid: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|t| t.trim_start().starts_with('Z'))
+        })
+    };
+    until("the pause process exits", &c, || {
+        gone(&sandbox_pid) && gone(&pid)
+    });
     for leaf in [&id, &sandbox] {
         let left = leftover_cgroups(leaf);
         assert!(left.is_empty(), "cgroups left: {left:?}");
