@@ -9,6 +9,7 @@
 mod commands;
 mod health;
 mod image;
+mod kube;
 mod logs;
 mod net;
 mod network;
@@ -63,6 +64,9 @@ enum Command {
     /// Pods: containers sharing network, IPC and UTS namespaces.
     #[command(subcommand)]
     Pod(commands::pod::PodCommand),
+    /// Run Kubernetes YAML: `play kube FILE` (and `--down`).
+    #[command(subcommand)]
+    Play(commands::play::PlayCommand),
     /// (internal) The supervisor of one container, started by `run`.
     #[command(hide = true)]
     Supervise(commands::run::SuperviseArgs),
@@ -83,6 +87,7 @@ fn main() {
         Command::Images(a) => commands::images::images(&roots, a),
         Command::Rmi(a) => commands::images::rmi(&roots, a),
         Command::Pod(c) => commands::pod::run(&roots, c),
+        Command::Play(c) => commands::play::run(&roots, c),
         Command::Supervise(a) => Ok(commands::run::supervise(a)),
     };
     match result {

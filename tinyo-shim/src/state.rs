@@ -247,6 +247,14 @@ pub fn list(roots: &Roots) -> Result<Vec<Record>> {
 /// Finds a container by name, full id or unique id prefix.
 pub fn find(roots: &Roots, key: &str) -> Result<Record> {
     let all = list(roots)?;
+    // POD/CONTAINER: a container of a pod by its name in the pod (`play kube` names them so).
+    if let Some((pod, ctr)) = key.split_once('/') {
+        let name = format!("{pod}-{ctr}");
+        return all
+            .into_iter()
+            .find(|r| r.pod.as_deref() == Some(pod) && r.name == name)
+            .ok_or_else(|| anyhow::anyhow!("no container {ctr} in pod {pod}"));
+    }
     if let Some(r) = all.iter().find(|r| r.name == key || r.id == key) {
         return Ok(r.clone());
     }

@@ -3,6 +3,7 @@
 pub mod exec;
 pub mod images;
 pub mod logs;
+pub mod play;
 pub mod pod;
 pub mod ps;
 pub mod run;
