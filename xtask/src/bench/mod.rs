@@ -12,6 +12,7 @@
 
 mod containerd;
 mod init;
+mod kube;
 mod pull;
 mod shim;
 mod start;
@@ -51,6 +52,11 @@ pub const BENCHES: &[(&str, &str, BenchFn)] = &[
         "containerd",
         "containerd shims: io.containerd.tinyo.v2 vs runc.v2 (+runc, +tinyo): start, shim memory",
         containerd::run,
+    ),
+    (
+        "kube",
+        "play kube of a 3-container pod: tinyo-shim vs podman, up and down",
+        kube::run,
     ),
 ];
 
