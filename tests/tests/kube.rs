@@ -1,7 +1,8 @@
 //! `tinyo-shim play kube` end to end, with manifests in the style of the Kubernetes docs: a
 //! two-container pod sharing an emptyDir (one writes, the other serves it over HTTP on a
 //! hostPort) with a ConfigMap in env and as a volume and an init container; a Deployment of
-//! three replicas whose exec liveness probe gets a container restarted; and `--down`.
+//! three replicas whose exec liveness probe gets a container restarted and whose readiness
+//! probe is reported; and `--down`.
 
 use serde_json::Value;
 use tinyo_tests::host::{http_get_in, leftover_cgroups};
@@ -150,6 +151,11 @@ spec:
             command: ["cat", "/tmp/healthy"]
           periodSeconds: 1
           failureThreshold: 2
+        readinessProbe:
+          exec:
+            command: ["test", "-e", "/tmp/ready"]
+          periodSeconds: 1
+          failureThreshold: 1
 "#,
         img = shim.image
     );
@@ -163,11 +169,17 @@ spec:
         .map(|p| p["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["api-0", "api-1", "api-2"]);
-    shim.wait_status("api-1-app", "running (healthy)");
+    shim.wait_status("api-1-app", "running (healthy, not ready)");
+    // Readiness is reported, never acted on.
+    shim.ok(&["exec", "api-2/app", "touch", "/tmp/ready"]);
+    shim.wait_status("api-2-app", "running (healthy, ready)");
+    let ps = shim.ps();
+    let api2 = ps.iter().find(|c| c["name"] == "api-2-app").unwrap();
+    assert_eq!(api2["ready"], true, "{api2}");
     // The probe starts failing in one replica: the kubelet's answer is a restart.
     shim.ok(&["exec", "api-1/app", "rm", "/tmp/healthy"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while shim.status("api-1-app").as_deref() != Some("running (healthy), 1 restart") {
+    while shim.status("api-1-app").as_deref() != Some("running (healthy, not ready), 1 restart") {
         assert!(
             std::time::Instant::now() < deadline,
             "{:?}",
@@ -178,7 +190,7 @@ spec:
     assert_eq!(shim.ok(&["logs", "api-1/app"]), "up\nup\n");
     assert_eq!(
         shim.status("api-0-app").as_deref(),
-        Some("running (healthy)")
+        Some("running (healthy, not ready)")
     );
     shim.ok(&["play", "kube", "--down", &file]);
     assert!(shim.ps().is_empty());

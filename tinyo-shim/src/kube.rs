@@ -2,7 +2,8 @@
 //!
 //! Multi-document YAML is read whole and turned into a plan before anything runs: Pods, and
 //! Deployments (`replicas` pods named `<name>-<i>`), with ConfigMaps and Secrets from the same
-//! file for env and volumes. Each pod becomes a tinyo-shim pod; each container a `run --pod`
+//! file for env and volumes. Liveness probes become restarting health checks, readiness
+//! probes reported checks; startup probes are not supported yet. Each pod becomes a tinyo-shim pod; each container a `run --pod`
 //! with the flags that mean what the manifest says. Kinds that are not supported are an error
 //! naming the kind; fields that are not understood are warnings naming them.
 
@@ -485,10 +486,22 @@ fn container(
             "restart".to_string(),
         ]);
     }
-    for probe in ["readinessProbe", "startupProbe"] {
-        if c.get(probe).is_some() {
-            w.push(format!("{at}: {probe} is not supported yet (ignored)"));
-        }
+    let ready = &c["readinessProbe"];
+    if ready.is_object() {
+        let secs = |k: &str, d: u64| ready[k].as_u64().unwrap_or(d);
+        flags.extend([
+            "--readiness-cmd".to_string(),
+            probe_cmd(ready).with_context(|| format!("{at}: readinessProbe"))?,
+            "--readiness-interval".to_string(),
+            format!("{}s", secs("periodSeconds", 10)),
+            "--readiness-timeout".to_string(),
+            format!("{}s", secs("timeoutSeconds", 1)),
+            "--readiness-retries".to_string(),
+            secs("failureThreshold", 3).to_string(),
+        ]);
+    }
+    if c.get("startupProbe").is_some() {
+        w.push(format!("{at}: startupProbe is not supported yet (ignored)"));
     }
     Ok(Container {
         name: format!("{pod}-{cname}"),
@@ -599,7 +612,10 @@ spec:
             w.contains("container app: field \"tty\" is not supported"),
             "{w}"
         );
-        assert!(w.contains("readinessProbe is not supported yet"), "{w}");
+        assert!(
+            f.contains("--readiness-cmd nc -z 127.0.0.1 '80' --readiness-interval 10s"),
+            "{f}"
+        );
     }
 
     #[test]

@@ -155,6 +155,11 @@ pub struct Record {
     pub healthcheck: Option<crate::health::Config>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<crate::health::Health>,
+    /// `--readiness-*` (a Kubernetes readinessProbe), and whether it is ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness: Option<crate::health::Config>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<crate::health::Health>,
     /// The pod whose namespaces it joined (`run --pod`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
@@ -350,6 +355,8 @@ mod tests {
             healthcheck: None,
             health: None,
             pod: None,
+            readiness: None,
+            ready: None,
         };
         assert_eq!(r.live_status(), (Status::Exited, "lost"));
         let me = Proc::of(std::process::id() as i32).unwrap();

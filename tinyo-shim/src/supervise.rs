@@ -232,11 +232,13 @@ fn setup(roots: &Roots, id: &str, dir: &Path) -> Result<(i32, Stdio, Record)> {
         r.status = Status::Running;
         r.pid = Proc::of(pid);
         r.started = Some(tinyo_core::container::now_rfc3339());
-        r.health = r.healthcheck.as_ref().map(|_| health::Health {
+        let starting = || health::Health {
             status: health::Status::Starting,
             failing_streak: 0,
             log: Vec::new(),
-        });
+        };
+        r.health = r.healthcheck.as_ref().map(|_| starting());
+        r.ready = r.readiness.as_ref().map(|_| starting());
     })?;
     let stdio = stdio.ok_or_else(|| anyhow!("no stdio for the container"))?;
     Ok((pid, stdio, rec))
@@ -373,6 +375,8 @@ struct Probe {
 
 /// The supervisor's side of health checks: runs them in the container, folds in results.
 struct Prober {
+    /// A health check (verdict and `--health-on-failure`) or a readiness check (reported).
+    readiness: bool,
     checker: Checker,
     process: Option<oci_spec::runtime::Process>,
     out: std::path::PathBuf,
@@ -383,7 +387,7 @@ struct Prober {
 }
 
 impl Prober {
-    fn new(dir: &Path, cfg: health::Config) -> Self {
+    fn new(dir: &Path, cfg: health::Config, readiness: bool) -> Self {
         let process = fs::read(dir.join("config.json"))
             .ok()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
@@ -395,9 +399,10 @@ impl Prober {
                 serde_json::from_value(p).ok()
             });
         Self {
+            readiness,
             checker: Checker::new(cfg, Instant::now()),
             process,
-            out: dir.join("health.out"),
+            out: dir.join(if readiness { "ready.out" } else { "health.out" }),
             probe: None,
             restart: false,
         }
@@ -514,8 +519,15 @@ impl Prober {
     ) {
         let became_unhealthy = self.checker.record(outcome, Instant::now());
         let h = self.checker.health.clone();
-        let _ = state::update(dir, |r| r.health = Some(h));
-        if !became_unhealthy {
+        let readiness = self.readiness;
+        let _ = state::update(dir, |r| {
+            if readiness {
+                r.ready = Some(h);
+            } else {
+                r.health = Some(h);
+            }
+        });
+        if !became_unhealthy || readiness {
             return;
         }
         let cfg = &self.checker.cfg;
@@ -631,7 +643,13 @@ fn supervise(roots: &Roots, id: &str, dir: &Path, pid: i32, stdio: Stdio, rec: R
             };
         }
     };
-    let mut prober = rec.healthcheck.clone().map(|c| Prober::new(dir, c));
+    let mut probers: Vec<Prober> = rec
+        .healthcheck
+        .clone()
+        .map(|c| Prober::new(dir, c, false))
+        .into_iter()
+        .chain(rec.readiness.clone().map(|c| Prober::new(dir, c, true)))
+        .collect();
     let foreground = !rec.detached;
     // The caller's terminal, raw while a tty container runs in the foreground.
     let raw = if foreground && rec.tty && term::is_tty(io::stdin().as_fd()) {
@@ -698,10 +716,11 @@ fn supervise(roots: &Roots, id: &str, dir: &Path, pid: i32, stdio: Stdio, rec: R
                 left as i32
             }
             // Health checks wake the loop when one is due or overdue.
-            None => prober.as_ref().map_or(-1, |p| {
-                let d = p.wake_in(Instant::now());
-                d.as_millis().min(i32::MAX as u128 - 1) as i32 + 1
-            }),
+            None => probers
+                .iter()
+                .map(|p| p.wake_in(Instant::now()))
+                .min()
+                .map_or(-1, |d| d.as_millis().min(i32::MAX as u128 - 1) as i32 + 1),
         };
         // SAFETY: `fds` is a valid array of pollfd of the given length.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
@@ -722,8 +741,12 @@ fn supervise(roots: &Roots, id: &str, dir: &Path, pid: i32, stdio: Stdio, rec: R
                             for (p, c) in reap_all() {
                                 if p == pid {
                                     code = Some(c);
-                                } else if let Some(pr) = prober.as_mut() {
-                                    pr.reaped(p, c, &rt, id, dir, &mut log);
+                                } else {
+                                    for pr in probers.iter_mut() {
+                                        if pr.reaped(p, c, &rt, id, dir, &mut log) {
+                                            break;
+                                        }
+                                    }
                                 }
                             }
                         }
@@ -781,12 +804,12 @@ fn supervise(roots: &Roots, id: &str, dir: &Path, pid: i32, stdio: Stdio, rec: R
         }
         if code.is_some() && exited_at.is_none() {
             exited_at = Some(std::time::Instant::now());
-            if let Some(p) = prober.as_mut() {
+            for p in probers.iter_mut() {
                 p.abandon();
             }
         }
         if code.is_none() {
-            if let Some(p) = prober.as_mut() {
+            for p in probers.iter_mut() {
                 p.tick(&rt, id, dir, &mut log);
             }
         }
@@ -798,7 +821,7 @@ fn supervise(roots: &Roots, id: &str, dir: &Path, pid: i32, stdio: Stdio, rec: R
     drop(raw);
     Ended {
         code,
-        restart: prober.is_some_and(|p| p.restart),
+        restart: probers.iter().any(|p| p.restart),
     }
 }
 

@@ -30,10 +30,18 @@ pub fn status_text(r: &Record) -> String {
     let (status, note) = r.live_status();
     let base = match status {
         Status::Created => "created".to_string(),
-        Status::Running => match &r.health {
-            Some(h) => format!("running ({})", h.status),
-            None => "running".to_string(),
-        },
+        Status::Running => {
+            let mut notes: Vec<String> = r.health.iter().map(|h| h.status.to_string()).collect();
+            if let Some(ready) = &r.ready {
+                let yes = ready.status == crate::health::Status::Healthy;
+                notes.push(if yes { "ready" } else { "not ready" }.to_string());
+            }
+            if notes.is_empty() {
+                "running".to_string()
+            } else {
+                format!("running ({})", notes.join(", "))
+            }
+        }
         Status::Restarting => match r.exit_code {
             Some(c) => format!("restarting (exited {c})"),
             None => "restarting".to_string(),
@@ -64,6 +72,7 @@ fn summary(r: &Record) -> Value {
         "ports": r.ports, "pid": r.pid.map(|p| p.pid),
         "restart_policy": r.restart, "restarts": r.restarts, "next_restart": r.next_restart,
         "health": r.health.as_ref().map(|h| h.status.to_string()), "pod": r.pod,
+        "ready": r.ready.as_ref().map(|h| h.status == crate::health::Status::Healthy),
     })
 }
 

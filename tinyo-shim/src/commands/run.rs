@@ -101,6 +101,17 @@ pub struct Args {
     /// When unhealthy: none, kill (the restart policy decides) or restart.
     #[arg(long, default_value = "none")]
     pub health_on_failure: String,
+    /// A readiness check (a Kubernetes readinessProbe): run like --health-cmd, its verdict
+    /// only reported (`ready` / `not ready` in ps), never acted on.
+    #[arg(long)]
+    pub readiness_cmd: Option<String>,
+    #[arg(long, default_value = "10s")]
+    pub readiness_interval: String,
+    #[arg(long, default_value = "1s")]
+    pub readiness_timeout: String,
+    /// Failures in a row that make it not ready.
+    #[arg(long, default_value_t = 3)]
+    pub readiness_retries: u32,
     /// Join pod NAME: its network, IPC and UTS namespaces (and its published ports).
     #[arg(long)]
     pub pod: Option<String>,
@@ -191,26 +202,50 @@ fn healthcheck(a: &Args) -> Result<Option<crate::health::Config>> {
     let Some(cmd) = &a.health_cmd else {
         return Ok(None);
     };
+    let on_failure = a.health_on_failure.parse().map_err(anyhow::Error::msg)?;
+    check_config(
+        "health",
+        cmd,
+        (
+            &a.health_interval,
+            &a.health_timeout,
+            &a.health_start_period,
+        ),
+        a.health_retries,
+        on_failure,
+    )
+    .map(Some)
+}
+
+/// A check from its `--KIND-*` flags: (interval, timeout, start period).
+fn check_config(
+    kind: &str,
+    cmd: &str,
+    (interval, timeout, start): (&str, &str, &str),
+    retries: u32,
+    on_failure: crate::health::OnFailure,
+) -> Result<crate::health::Config> {
     if cmd.trim().is_empty() {
-        bail!("--health-cmd is empty");
+        bail!("--{kind}-cmd is empty");
     }
     let ms = |flag: &str, v: &str| -> Result<u64> {
-        let d = crate::health::parse_duration(v).map_err(|e| anyhow::anyhow!("--{flag}: {e}"))?;
+        let d = crate::health::parse_duration(v)
+            .map_err(|e| anyhow::anyhow!("--{kind}-{flag}: {e}"))?;
         Ok(d.as_millis() as u64)
     };
-    let interval_ms = ms("health-interval", &a.health_interval)?;
-    let timeout_ms = ms("health-timeout", &a.health_timeout)?;
+    let interval_ms = ms("interval", interval)?;
+    let timeout_ms = ms("timeout", timeout)?;
     if interval_ms == 0 || timeout_ms == 0 {
-        bail!("--health-interval and --health-timeout must be longer than 0");
+        bail!("--{kind}-interval and --{kind}-timeout must be longer than 0");
     }
-    Ok(Some(crate::health::Config {
-        cmd: cmd.clone(),
+    Ok(crate::health::Config {
+        cmd: cmd.to_string(),
         interval_ms,
         timeout_ms,
-        retries: a.health_retries.max(1),
-        start_period_ms: ms("health-start-period", &a.health_start_period)?,
-        on_failure: a.health_on_failure.parse().map_err(anyhow::Error::msg)?,
-    }))
+        retries: retries.max(1),
+        start_period_ms: ms("start-period", start)?,
+        on_failure,
+    })
 }
 
 pub fn run(roots: &Roots, a: Args) -> Result<i32> {
@@ -222,6 +257,16 @@ pub fn run(roots: &Roots, a: Args) -> Result<i32> {
         bail!("--rm and --restart {restart} conflict: a container removed when it exits cannot be restarted");
     }
     let healthcheck = healthcheck(&a)?;
+    let readiness = match &a.readiness_cmd {
+        Some(cmd) => Some(check_config(
+            "readiness",
+            cmd,
+            (&a.readiness_interval, &a.readiness_timeout, "0s"),
+            a.readiness_retries,
+            crate::health::OnFailure::None,
+        )?),
+        None => None,
+    };
     if a.rm
         && healthcheck
             .as_ref()
@@ -354,6 +399,8 @@ pub fn run(roots: &Roots, a: Args) -> Result<i32> {
         healthcheck,
         health: None,
         pod: pod.as_ref().map(|p| p.name.clone()),
+        readiness,
+        ready: None,
     };
     state::save(&dir, &rec)?;
     drop(guard);
