@@ -359,3 +359,77 @@ fn bad_health_flags_are_refused() {
     assert!(shim.ps().is_empty());
     nothing_left(&shim);
 }
+
+#[test]
+fn a_startup_check_holds_the_health_check_back_until_it_passes() {
+    let shim = Shim::new();
+    shim.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "slowstart",
+        "--health-startup-cmd",
+        "test -e /tmp/up",
+        "--health-startup-interval",
+        "100ms",
+        "--health-startup-retries",
+        "1000",
+        "--health-cmd",
+        "false",
+        "--health-interval",
+        "100ms",
+        "--health-retries",
+        "1",
+        &shim.image,
+        "sleep",
+        "1000",
+    ]);
+    wait_for(&shim, "slowstart", "ran", |s| s == "running (starting up)");
+    // Several startup intervals: the (always failing) health check has not run once.
+    std::thread::sleep(Duration::from_millis(600));
+    let rec = inspect(&shim, "slowstart");
+    assert!(
+        rec["startup_state"]["log"].as_array().unwrap().len() >= 2,
+        "{rec}"
+    );
+    assert_eq!(rec["health"]["log"], serde_json::json!([]), "{rec}");
+    assert_eq!(
+        shim.status("slowstart").as_deref(),
+        Some("running (starting up)")
+    );
+    shim.ok(&["exec", "slowstart", "touch", "/tmp/up"]);
+    // Started: now the health check runs (and fails: report only).
+    wait_for(&shim, "slowstart", "was checked", |s| {
+        s == "running (unhealthy)"
+    });
+    shim.ok(&["rm", "-f", "slowstart"]);
+
+    // A startup check that keeps failing gets the container killed; the policy decides next.
+    shim.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "never",
+        "--health-startup-cmd",
+        "false",
+        "--health-startup-interval",
+        "100ms",
+        "--health-startup-retries",
+        "2",
+        &shim.image,
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(
+        wait_for(&shim, "never", "was killed", |s| s.starts_with("exited")),
+        "exited (137)"
+    );
+    let o = shim.out(&["logs", "never"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("did not start (2 failed startup checks in a row)"),
+        "{err}"
+    );
+    shim.ok(&["rm", "never"]);
+    nothing_left(&shim);
+}

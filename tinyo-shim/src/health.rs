@@ -129,6 +129,13 @@ impl Checker {
         }
     }
 
+    /// Not checking yet (a startup check has not passed): the first check comes one interval
+    /// after the last call, and the start period counts from it.
+    pub fn hold(&mut self, now: Instant) {
+        self.started = now;
+        self.next = now + self.cfg.interval();
+    }
+
     /// When the next check is due.
     pub fn due(&self) -> Instant {
         self.next

@@ -3,7 +3,7 @@
 //! Multi-document YAML is read whole and turned into a plan before anything runs: Pods, and
 //! Deployments (`replicas` pods named `<name>-<i>`), with ConfigMaps and Secrets from the same
 //! file for env and volumes. Liveness probes become restarting health checks, readiness
-//! probes reported checks; startup probes are not supported yet. Each pod becomes a tinyo-shim pod; each container a `run --pod`
+//! probes reported checks, startup probes checks that hold the others back until they pass. Each pod becomes a tinyo-shim pod; each container a `run --pod`
 //! with the flags that mean what the manifest says. Kinds that are not supported are an error
 //! naming the kind; fields that are not understood are warnings naming them.
 
@@ -500,8 +500,19 @@ fn container(
             secs("failureThreshold", 3).to_string(),
         ]);
     }
-    if c.get("startupProbe").is_some() {
-        w.push(format!("{at}: startupProbe is not supported yet (ignored)"));
+    let start = &c["startupProbe"];
+    if start.is_object() {
+        let secs = |k: &str, d: u64| start[k].as_u64().unwrap_or(d);
+        flags.extend([
+            "--health-startup-cmd".to_string(),
+            probe_cmd(start).with_context(|| format!("{at}: startupProbe"))?,
+            "--health-startup-interval".to_string(),
+            format!("{}s", secs("periodSeconds", 10)),
+            "--health-startup-timeout".to_string(),
+            format!("{}s", secs("timeoutSeconds", 1)),
+            "--health-startup-retries".to_string(),
+            secs("failureThreshold", 3).to_string(),
+        ]);
     }
     Ok(Container {
         name: format!("{pod}-{cname}"),
@@ -559,6 +570,7 @@ spec:
                             capabilities: {drop: [ALL], add: [NET_BIND_SERVICE]}}
           livenessProbe: {exec: {command: [cat, /tmp/it's]}, periodSeconds: 2}
           readinessProbe: {tcpSocket: {port: 80}}
+          startupProbe: {httpGet: {port: 80, path: /healthz}, failureThreshold: 30}
           tty: true
 "#;
 
@@ -616,6 +628,11 @@ spec:
             f.contains("--readiness-cmd nc -z 127.0.0.1 '80' --readiness-interval 10s"),
             "{f}"
         );
+        assert!(
+            f.contains("--health-startup-cmd wget -q -O /dev/null 'http://127.0.0.1:80/healthz'"),
+            "{f}"
+        );
+        assert!(f.contains("--health-startup-retries 30"), "{f}");
     }
 
     #[test]

@@ -160,6 +160,11 @@ pub struct Record {
     pub readiness: Option<crate::health::Config>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready: Option<crate::health::Health>,
+    /// `--health-startup-*` (a Kubernetes startupProbe) and its progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup: Option<crate::health::Config>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_state: Option<crate::health::Health>,
     /// The pod whose namespaces it joined (`run --pod`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
@@ -357,6 +362,8 @@ mod tests {
             pod: None,
             readiness: None,
             ready: None,
+            startup: None,
+            startup_state: None,
         };
         assert_eq!(r.live_status(), (Status::Exited, "lost"));
         let me = Proc::of(std::process::id() as i32).unwrap();

@@ -239,6 +239,7 @@ fn setup(roots: &Roots, id: &str, dir: &Path) -> Result<(i32, Stdio, Record)> {
         };
         r.health = r.healthcheck.as_ref().map(|_| starting());
         r.ready = r.readiness.as_ref().map(|_| starting());
+        r.startup_state = r.startup.as_ref().map(|_| starting());
     })?;
     let stdio = stdio.ok_or_else(|| anyhow!("no stdio for the container"))?;
     Ok((pid, stdio, rec))
@@ -365,6 +366,17 @@ fn reap(pid: i32) -> Option<i32> {
         .find_map(|(p, c)| (p == pid).then_some(c))
 }
 
+/// What a check is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The health verdict, acted on by `--health-on-failure` (a liveness probe).
+    Health,
+    /// Reported only (a readiness probe).
+    Readiness,
+    /// Runs first, alone, until it passes; failing, the container is killed (a startup probe).
+    Startup,
+}
+
 /// A health check in flight.
 struct Probe {
     pid: i32,
@@ -375,8 +387,7 @@ struct Probe {
 
 /// The supervisor's side of health checks: runs them in the container, folds in results.
 struct Prober {
-    /// A health check (verdict and `--health-on-failure`) or a readiness check (reported).
-    readiness: bool,
+    kind: Kind,
     checker: Checker,
     process: Option<oci_spec::runtime::Process>,
     out: std::path::PathBuf,
@@ -387,7 +398,7 @@ struct Prober {
 }
 
 impl Prober {
-    fn new(dir: &Path, cfg: health::Config, readiness: bool) -> Self {
+    fn new(dir: &Path, cfg: health::Config, kind: Kind) -> Self {
         let process = fs::read(dir.join("config.json"))
             .ok()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
@@ -399,22 +410,34 @@ impl Prober {
                 serde_json::from_value(p).ok()
             });
         Self {
-            readiness,
+            kind,
             checker: Checker::new(cfg, Instant::now()),
             process,
-            out: dir.join(if readiness { "ready.out" } else { "health.out" }),
+            out: dir.join(match kind {
+                Kind::Health => "health.out",
+                Kind::Readiness => "ready.out",
+                Kind::Startup => "startup.out",
+            }),
             probe: None,
             restart: false,
         }
     }
 
-    /// How long poll may sleep before the prober has something to do.
-    fn wake_in(&self, now: Instant) -> Duration {
+    /// A startup check that has passed runs no more.
+    fn done(&self) -> bool {
+        self.kind == Kind::Startup && self.checker.health.status == health::Status::Healthy
+    }
+
+    /// How long poll may sleep before the prober has something to do (None: nothing to do).
+    fn wake_in(&self, now: Instant) -> Option<Duration> {
+        if self.done() && self.probe.is_none() {
+            return None;
+        }
         let at = self
             .probe
             .as_ref()
             .map_or(self.checker.due(), |p| p.deadline);
-        at.saturating_duration_since(now)
+        Some(at.saturating_duration_since(now))
     }
 
     /// Starts a due check, or kills one past its timeout.
@@ -433,7 +456,7 @@ impl Prober {
             }
             return;
         }
-        if now < self.checker.due() {
+        if now < self.checker.due() || self.done() {
             return;
         }
         let began_at = tinyo_core::container::now_rfc3339();
@@ -519,31 +542,35 @@ impl Prober {
     ) {
         let became_unhealthy = self.checker.record(outcome, Instant::now());
         let h = self.checker.health.clone();
-        let readiness = self.readiness;
-        let _ = state::update(dir, |r| {
-            if readiness {
-                r.ready = Some(h);
-            } else {
-                r.health = Some(h);
-            }
+        let kind = self.kind;
+        let _ = state::update(dir, |r| match kind {
+            Kind::Health => r.health = Some(h),
+            Kind::Readiness => r.ready = Some(h),
+            Kind::Startup => r.startup_state = Some(h),
         });
-        if !became_unhealthy || readiness {
+        if !became_unhealthy || kind == Kind::Readiness {
             return;
         }
         let cfg = &self.checker.cfg;
-        let what = match cfg.on_failure {
-            health::OnFailure::None => return,
-            health::OnFailure::Kill => "killing it",
-            health::OnFailure::Restart => "restarting it",
+        let (what, checks) = match (kind, cfg.on_failure) {
+            (Kind::Startup, _) => ("killing it (the restart policy decides)", "startup checks"),
+            (_, health::OnFailure::None) => return,
+            (_, health::OnFailure::Kill) => ("killing it", "health checks"),
+            (_, health::OnFailure::Restart) => ("restarting it", "health checks"),
         };
         if let Some(l) = log.as_mut() {
+            let state = if kind == Kind::Startup {
+                "did not start"
+            } else {
+                "is unhealthy"
+            };
             let line = format!(
-                "tinyo-shim: the container is unhealthy ({} failed health checks in a row): {what}\n",
+                "tinyo-shim: the container {state} ({} failed {checks} in a row): {what}\n",
                 self.checker.health.failing_streak
             );
             let _ = l.write(Stream::Stderr, line.as_bytes());
         }
-        self.restart = cfg.on_failure == health::OnFailure::Restart;
+        self.restart = kind == Kind::Health && cfg.on_failure == health::OnFailure::Restart;
         let _ = rt.kill(id, libc::SIGKILL, true);
     }
 
@@ -643,13 +670,14 @@ fn supervise(roots: &Roots, id: &str, dir: &Path, pid: i32, stdio: Stdio, rec: R
             };
         }
     };
-    let mut probers: Vec<Prober> = rec
-        .healthcheck
-        .clone()
-        .map(|c| Prober::new(dir, c, false))
-        .into_iter()
-        .chain(rec.readiness.clone().map(|c| Prober::new(dir, c, true)))
-        .collect();
+    let mut probers: Vec<Prober> = [
+        (rec.startup.clone(), Kind::Startup),
+        (rec.healthcheck.clone(), Kind::Health),
+        (rec.readiness.clone(), Kind::Readiness),
+    ]
+    .into_iter()
+    .filter_map(|(c, k)| c.map(|c| Prober::new(dir, c, k)))
+    .collect();
     let foreground = !rec.detached;
     // The caller's terminal, raw while a tty container runs in the foreground.
     let raw = if foreground && rec.tty && term::is_tty(io::stdin().as_fd()) {
@@ -718,7 +746,7 @@ fn supervise(roots: &Roots, id: &str, dir: &Path, pid: i32, stdio: Stdio, rec: R
             // Health checks wake the loop when one is due or overdue.
             None => probers
                 .iter()
-                .map(|p| p.wake_in(Instant::now()))
+                .filter_map(|p| p.wake_in(Instant::now()))
                 .min()
                 .map_or(-1, |d| d.as_millis().min(i32::MAX as u128 - 1) as i32 + 1),
         };
@@ -809,8 +837,16 @@ fn supervise(roots: &Roots, id: &str, dir: &Path, pid: i32, stdio: Stdio, rec: R
             }
         }
         if code.is_none() {
+            // Until a startup check passes, the others wait (their first check one interval
+            // after it passed).
+            let starting = probers.iter().any(|p| p.kind == Kind::Startup && !p.done());
+            let now = Instant::now();
             for p in probers.iter_mut() {
-                p.tick(&rt, id, dir, &mut log);
+                if starting && p.kind != Kind::Startup {
+                    p.checker.hold(now);
+                } else {
+                    p.tick(&rt, id, dir, &mut log);
+                }
             }
         }
     }

@@ -31,7 +31,14 @@ pub fn status_text(r: &Record) -> String {
     let base = match status {
         Status::Created => "created".to_string(),
         Status::Running => {
+            let starting_up = r
+                .startup_state
+                .as_ref()
+                .is_some_and(|h| h.status != crate::health::Status::Healthy);
             let mut notes: Vec<String> = r.health.iter().map(|h| h.status.to_string()).collect();
+            if starting_up {
+                notes = vec!["starting up".to_string()];
+            }
             if let Some(ready) = &r.ready {
                 let yes = ready.status == crate::health::Status::Healthy;
                 notes.push(if yes { "ready" } else { "not ready" }.to_string());

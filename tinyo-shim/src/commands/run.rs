@@ -101,6 +101,16 @@ pub struct Args {
     /// When unhealthy: none, kill (the restart policy decides) or restart.
     #[arg(long, default_value = "none")]
     pub health_on_failure: String,
+    /// A startup check (podman's flags; a Kubernetes startupProbe): run alone until it passes,
+    /// the other checks waiting; --health-startup-retries failures in a row kill the container.
+    #[arg(long)]
+    pub health_startup_cmd: Option<String>,
+    #[arg(long, default_value = "30s")]
+    pub health_startup_interval: String,
+    #[arg(long, default_value = "30s")]
+    pub health_startup_timeout: String,
+    #[arg(long, default_value_t = 3)]
+    pub health_startup_retries: u32,
     /// A readiness check (a Kubernetes readinessProbe): run like --health-cmd, its verdict
     /// only reported (`ready` / `not ready` in ps), never acted on.
     #[arg(long)]
@@ -257,6 +267,16 @@ pub fn run(roots: &Roots, a: Args) -> Result<i32> {
         bail!("--rm and --restart {restart} conflict: a container removed when it exits cannot be restarted");
     }
     let healthcheck = healthcheck(&a)?;
+    let startup = match &a.health_startup_cmd {
+        Some(cmd) => Some(check_config(
+            "health-startup",
+            cmd,
+            (&a.health_startup_interval, &a.health_startup_timeout, "0s"),
+            a.health_startup_retries,
+            crate::health::OnFailure::Kill,
+        )?),
+        None => None,
+    };
     let readiness = match &a.readiness_cmd {
         Some(cmd) => Some(check_config(
             "readiness",
@@ -401,6 +421,8 @@ pub fn run(roots: &Roots, a: Args) -> Result<i32> {
         pod: pod.as_ref().map(|p| p.name.clone()),
         readiness,
         ready: None,
+        startup,
+        startup_state: None,
     };
     state::save(&dir, &rec)?;
     drop(guard);
