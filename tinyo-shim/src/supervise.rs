@@ -251,14 +251,6 @@ fn with_stdio_pipes<T>(
     interactive: bool,
     create: impl FnOnce() -> Result<T>,
 ) -> Result<(T, Stdio)> {
-    let saved: Vec<OwnedFd> = (0..3)
-        .map(|fd| {
-            // SAFETY: fds 0..3 stay open for the life of this process.
-            let b = unsafe { BorrowedFd::borrow_raw(fd) };
-            b.try_clone_to_owned()
-        })
-        .collect::<io::Result<_>>()
-        .context("saving stdio")?;
     let (out_r, out_w) = sys::pipe().context("creating the stdout pipe")?;
     let (err_r, err_w) = sys::pipe().context("creating the stderr pipe")?;
     let (in_child, in_parent) = if interactive {
@@ -268,16 +260,7 @@ fn with_stdio_pipes<T>(
         let null = fs::File::open("/dev/null").context("opening /dev/null")?;
         (OwnedFd::from(null), None)
     };
-    let redirect = |fd: &OwnedFd, to: RawFd| sys::dup2(fd.as_fd(), to);
-    redirect(&in_child, 0)
-        .and_then(|()| redirect(&out_w, 1))
-        .and_then(|()| redirect(&err_w, 2))
-        .context("redirecting stdio")?;
-    let result = create();
-    for (i, fd) in saved.iter().enumerate() {
-        let _ = sys::dup2(fd.as_fd(), i as RawFd);
-    }
-    let value = result?;
+    let value = redirected([in_child.as_fd(), out_w.as_fd(), err_w.as_fd()], create)?;
     Ok((
         value,
         Stdio {
@@ -592,10 +575,12 @@ fn redirected<T>(fds: [BorrowedFd<'_>; 3], f: impl FnOnce() -> Result<T>) -> Res
         })
         .collect::<io::Result<_>>()
         .context("saving stdio")?;
-    for (i, fd) in fds.iter().enumerate() {
-        sys::dup2(*fd, i as RawFd).context("redirecting stdio")?;
-    }
-    let result = f();
+    let moved = fds
+        .iter()
+        .enumerate()
+        .try_for_each(|(i, fd)| sys::dup2(*fd, i as RawFd))
+        .context("redirecting stdio");
+    let result = moved.and_then(|()| f());
     for (i, fd) in saved.iter().enumerate() {
         let _ = sys::dup2(fd.as_fd(), i as RawFd);
     }
