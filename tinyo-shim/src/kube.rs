@@ -293,6 +293,31 @@ fn probe_cmd(p: &Value) -> Result<String> {
     bail!("a probe needs exec, httpGet or tcpSocket")
 }
 
+/// A probe's timing as `run`'s `--PREFIX-*` flags, with the kubelet's defaults; `liveness`
+/// adds the start period and the restart that a failing liveness probe means.
+fn probe_flags(prefix: &str, probe: &Value, cmd: String, liveness: bool) -> Vec<String> {
+    let secs = |k: &str, d: u64| probe[k].as_u64().unwrap_or(d);
+    let mut f = vec![
+        format!("--{prefix}-cmd"),
+        cmd,
+        format!("--{prefix}-interval"),
+        format!("{}s", secs("periodSeconds", 10)),
+        format!("--{prefix}-timeout"),
+        format!("{}s", secs("timeoutSeconds", 1)),
+        format!("--{prefix}-retries"),
+        secs("failureThreshold", 3).to_string(),
+    ];
+    if liveness {
+        f.extend([
+            format!("--{prefix}-start-period"),
+            format!("{}s", secs("initialDelaySeconds", 0)),
+            format!("--{prefix}-on-failure"),
+            "restart".to_string(),
+        ]);
+    }
+    f
+}
+
 /// Kubernetes quantities as `run` flags: memory `64Mi`/`1G` → `-m`, cpu `500m`/`2` → `--cpus`.
 fn memory(q: &str) -> Result<String> {
     let t = q.trim();
@@ -468,51 +493,18 @@ fn container(
             flags.extend([flag.to_string(), cap]);
         }
     }
-    let live = &c["livenessProbe"];
-    if live.is_object() {
-        let secs = |k: &str, d: u64| live[k].as_u64().unwrap_or(d);
-        flags.extend([
-            "--health-cmd".to_string(),
-            probe_cmd(live).with_context(|| format!("{at}: livenessProbe"))?,
-            "--health-interval".to_string(),
-            format!("{}s", secs("periodSeconds", 10)),
-            "--health-timeout".to_string(),
-            format!("{}s", secs("timeoutSeconds", 1)),
-            "--health-retries".to_string(),
-            secs("failureThreshold", 3).to_string(),
-            "--health-start-period".to_string(),
-            format!("{}s", secs("initialDelaySeconds", 0)),
-            "--health-on-failure".to_string(),
-            "restart".to_string(),
-        ]);
-    }
-    let ready = &c["readinessProbe"];
-    if ready.is_object() {
-        let secs = |k: &str, d: u64| ready[k].as_u64().unwrap_or(d);
-        flags.extend([
-            "--readiness-cmd".to_string(),
-            probe_cmd(ready).with_context(|| format!("{at}: readinessProbe"))?,
-            "--readiness-interval".to_string(),
-            format!("{}s", secs("periodSeconds", 10)),
-            "--readiness-timeout".to_string(),
-            format!("{}s", secs("timeoutSeconds", 1)),
-            "--readiness-retries".to_string(),
-            secs("failureThreshold", 3).to_string(),
-        ]);
-    }
-    let start = &c["startupProbe"];
-    if start.is_object() {
-        let secs = |k: &str, d: u64| start[k].as_u64().unwrap_or(d);
-        flags.extend([
-            "--health-startup-cmd".to_string(),
-            probe_cmd(start).with_context(|| format!("{at}: startupProbe"))?,
-            "--health-startup-interval".to_string(),
-            format!("{}s", secs("periodSeconds", 10)),
-            "--health-startup-timeout".to_string(),
-            format!("{}s", secs("timeoutSeconds", 1)),
-            "--health-startup-retries".to_string(),
-            secs("failureThreshold", 3).to_string(),
-        ]);
+    // Liveness restarts (with its initial delay as the start period); readiness is
+    // reported; startup holds the others back.
+    for (key, prefix, extra) in [
+        ("livenessProbe", "health", true),
+        ("readinessProbe", "readiness", false),
+        ("startupProbe", "health-startup", false),
+    ] {
+        let probe = &c[key];
+        if probe.is_object() {
+            let cmd = probe_cmd(probe).with_context(|| format!("{at}: {key}"))?;
+            flags.extend(probe_flags(prefix, probe, cmd, extra));
+        }
     }
     Ok(Container {
         name: format!("{pod}-{cname}"),
