@@ -28,6 +28,24 @@ pub struct Containerd {
 /// The namespace the CRI plugin keeps its pods' images, containers and tasks in.
 pub const CRI_NAMESPACE: &str = "k8s.io";
 
+/// The pause image of the CRI fixtures' sandboxes (see [`Containerd::import_cri_fixtures`]).
+pub const PAUSE_IMAGE: &str = "localhost/pause:pause";
+
+/// The processes of shim binary `shim` serving containerd namespace `ns`.
+pub fn shim_pids(shim: &str, ns: &str) -> Vec<i32> {
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let cmd = fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            (cmd.contains(shim) && cmd.contains(&format!("-namespace {ns} "))).then_some(pid)
+        })
+        .collect()
+}
+
 /// One CRI runtime handler (`runtimes.NAME` in containerd's CRI config).
 #[derive(Debug, Clone)]
 pub struct Handler {
@@ -211,6 +229,17 @@ impl Containerd {
     /// Imports the OCI layout at `layout` (all its tagged images) as `base:TAG`.
     pub fn import_layout(&self, layout: &Path, base: &str) {
         self.import_layout_in(&self.namespace, layout, base)
+    }
+
+    /// The fixture catalogue (as `localhost/bbox:TAG`) and the pause image ([`PAUSE_IMAGE`])
+    /// in [`CRI_NAMESPACE`], where the CRI plugin finds them.
+    pub fn import_cri_fixtures(&self) {
+        let images = tempfile::tempdir_in(self.dir()).expect("image layouts");
+        let (bbox, pause) = (images.path().join("bbox"), images.path().join("pause"));
+        crate::catalogue::build(&bbox);
+        crate::catalogue::pause(&pause);
+        self.import_layout_in(CRI_NAMESPACE, &bbox, "localhost/bbox");
+        self.import_layout_in(CRI_NAMESPACE, &pause, "localhost/pause");
     }
 
     /// As [`Containerd::import_layout`], into namespace `ns` (e.g. [`CRI_NAMESPACE`]).

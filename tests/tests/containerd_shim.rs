@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tinyo_tests::bins::bin;
 use tinyo_tests::catalogue;
-use tinyo_tests::containerd::Containerd;
+use tinyo_tests::containerd::{shim_pids, Containerd};
 use tinyo_tests::host::{leftover_cgroups, require_root, unique};
 
 const RUNTIME: &str = "io.containerd.tinyo.v2";
@@ -33,17 +33,7 @@ fn setup() -> (Containerd, tempfile::TempDir) {
 
 /// The shim processes serving namespace `ns`.
 fn shims(ns: &str) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            (cmd.contains("containerd-shim-tinyo-v2") && cmd.contains(&format!("-namespace {ns} ")))
-                .then_some(pid)
-        })
-        .collect()
+    shim_pids("containerd-shim-tinyo-v2", ns)
 }
 
 fn task_status(c: &Containerd, id: &str) -> String {

@@ -7,16 +7,13 @@
 use std::time::{Duration, Instant};
 
 use tinyo_tests::bins::bin;
-use tinyo_tests::catalogue;
-use tinyo_tests::containerd::{Containerd, Cri, Handler, CRI_NAMESPACE};
+use tinyo_tests::containerd::{shim_pids, Containerd, Cri, Handler, CRI_NAMESPACE, PAUSE_IMAGE};
 use tinyo_tests::cri::{self, container_state, sandbox_state};
 use tinyo_tests::host::{leftover_cgroups, require_root, unique};
 
-const PAUSE_IMAGE: &str = "localhost/pause:pause";
-
 /// containerd with CRI on, the `tinyo` and `runctinyo` handlers, and the pause and busybox
 /// images imported.
-fn setup() -> (Containerd, tempfile::TempDir) {
+fn setup() -> Containerd {
     require_root();
     let shim = bin("containerd-shim-tinyo-v2");
     let c = Containerd::start_cri(
@@ -37,27 +34,8 @@ fn setup() -> (Containerd, tempfile::TempDir) {
             ],
         },
     );
-    let images = tempfile::tempdir().unwrap();
-    let (bbox, pause) = (images.path().join("bbox"), images.path().join("pause"));
-    catalogue::build(&bbox);
-    catalogue::pause(&pause);
-    c.import_layout_in(CRI_NAMESPACE, &bbox, "localhost/bbox");
-    c.import_layout_in(CRI_NAMESPACE, &pause, "localhost/pause");
-    (c, images)
-}
-
-/// The processes of shim binary `shim` serving containerd namespace `ns`.
-fn shims(shim: &str, ns: &str) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            (cmd.contains(shim) && cmd.contains(&format!("-namespace {ns} "))).then_some(pid)
-        })
-        .collect()
+    c.import_cri_fixtures();
+    c
 }
 
 fn ns_of(pid: &str, ns: &str) -> String {
@@ -100,8 +78,8 @@ fn cri_runs_a_pod_on_runcs_shim_with_tinyo_as_its_binary() {
 /// What the kubelet does with one pod of one container on `handler`, whose shim binary is
 /// `shim_bin`: every step checked against what Kubernetes relies on, then nothing left.
 fn pod_lifecycle(handler: &str, shim_bin: &str) {
-    let (c, _images) = setup();
-    let shims = || shims(shim_bin, CRI_NAMESPACE);
+    let c = setup();
+    let shims = || shim_pids(shim_bin, CRI_NAMESPACE);
     let mut cri = cri::Client::connect(&c.socket()).unwrap();
     let v = cri.version().unwrap();
     assert_eq!(v.runtime_name, "containerd", "{v:?}");

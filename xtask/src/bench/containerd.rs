@@ -16,7 +16,7 @@ use std::cell::RefCell;
 use std::path::Path;
 use std::time::Instant;
 
-use tinyo_tests::containerd::{Containerd, Cri, Handler, CRI_NAMESPACE};
+use tinyo_tests::containerd::{Containerd, Cri, Handler, PAUSE_IMAGE};
 use tinyo_tests::cri;
 
 use super::{dist_binary, interleaved, smaps_rollup, time_command, Contender, Opts, Report};
@@ -206,7 +206,7 @@ fn cri_pods(opts: &Opts, shim: &Path, tinyo: &Path) -> Result<Vec<Report>> {
     let c = Containerd::start_cri(
         shim.parent(),
         &Cri {
-            sandbox_image: "localhost/pause:pause".into(),
+            sandbox_image: PAUSE_IMAGE.into(),
             handlers: vec![
                 handler("tinyo", "io.containerd.tinyo.v2", None),
                 handler("runc", "io.containerd.runc.v2", None),
@@ -214,12 +214,7 @@ fn cri_pods(opts: &Opts, shim: &Path, tinyo: &Path) -> Result<Vec<Report>> {
             ],
         },
     );
-    let images = tempfile::tempdir()?;
-    let (bbox, pause) = (images.path().join("bbox"), images.path().join("pause"));
-    tinyo_tests::catalogue::build(&bbox);
-    tinyo_tests::catalogue::pause(&pause);
-    c.import_layout_in(CRI_NAMESPACE, &bbox, "localhost/bbox");
-    c.import_layout_in(CRI_NAMESPACE, &pause, "localhost/pause");
+    c.import_cri_fixtures();
     let client = RefCell::new(cri::Client::connect(&c.socket()).map_err(anyhow::Error::msg)?);
     let logs = tempfile::tempdir()?;
     let counter = std::cell::Cell::new(0u64);
