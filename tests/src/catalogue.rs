@@ -52,15 +52,7 @@ pub fn build(dir: &Path) -> Catalogue {
     let mut fixtures = Vec::new();
 
     // single: the busybox rootfs in one gzip layer, OCI media types.
-    let l = image::layer(&base, Compression::Gzip, Style::Oci);
-    let img = image::image(
-        &layout,
-        Style::Oci,
-        &Platform::linux_amd64(),
-        vec![l],
-        |_| {},
-    );
-    layout.tag(&img.manifest, SINGLE);
+    let img = one_layer_image(&mut layout, &base, SINGLE, |_| {});
     fixtures.push(Fixture {
         name: SINGLE,
         root: img.manifest.clone(),
@@ -266,15 +258,38 @@ pub const PAUSE: &str = "pause";
 /// command sleeps for 68 years. It never exits on its own; containerd stops sandboxes with
 /// SIGKILL.
 pub fn pause(dir: &Path) {
-    let mut layout = Layout::create(dir);
+    busybox_image(&mut Layout::create(dir), PAUSE, |c| {
+        c["config"]["Cmd"] = serde_json::json!(["sleep", "2147483647"])
+    });
+}
+
+/// The busybox rootfs as one gzip layer, OCI media types, linux/amd64, its config shaped by
+/// `config`, put in `layout` and tagged `tag`.
+pub fn busybox_image(
+    layout: &mut Layout,
+    tag: &str,
+    config: impl FnOnce(&mut serde_json::Value),
+) -> BuiltImage {
     let base = image::entries_from_dir(busybox::rootfs());
-    let l = image::layer(&base, Compression::Gzip, Style::Oci);
+    one_layer_image(layout, &base, tag, config)
+}
+
+/// `entries` as one gzip layer, OCI media types, linux/amd64, the config shaped by `config`,
+/// put in `layout` and tagged `tag`.
+fn one_layer_image(
+    layout: &mut Layout,
+    entries: &[Entry],
+    tag: &str,
+    config: impl FnOnce(&mut serde_json::Value),
+) -> BuiltImage {
+    let l = image::layer(entries, Compression::Gzip, Style::Oci);
     let img = image::image(
-        &layout,
+        layout,
         Style::Oci,
         &Platform::linux_amd64(),
         vec![l],
-        |c| c["config"]["Cmd"] = serde_json::json!(["sleep", "2147483647"]),
+        config,
     );
-    layout.tag(&img.manifest, PAUSE);
+    layout.tag(&img.manifest, tag);
+    img
 }

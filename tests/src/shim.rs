@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 use crate::bins::bin;
-use crate::busybox;
 use crate::host::{die_with_parent, require_root, require_tool};
-use crate::image::{self, Compression, Layout, Platform, Style};
+use crate::image::Layout;
 use crate::registry::Registry;
 
 /// A static tinyo-init for the debug binaries under test: the debug build links glibc
@@ -63,17 +62,8 @@ impl Shim {
             .tempdir()
             .expect("shim root");
         let layout_dir = root.path().join("layout");
-        let mut layout = Layout::create(&layout_dir);
-        let base = image::entries_from_dir(busybox::rootfs());
-        let l = image::layer(&base, Compression::Gzip, Style::Oci);
-        let img = image::image(
-            &layout,
-            Style::Oci,
-            &Platform::linux_amd64(),
-            vec![l],
-            config,
-        );
-        layout.tag(&img.manifest, "latest");
+        let img =
+            crate::catalogue::busybox_image(&mut Layout::create(&layout_dir), "latest", config);
         let registry = Registry::plain();
         registry.push(&layout_dir, &img.manifest, "test/busybox", "latest");
         let _ = std::fs::remove_dir_all(&layout_dir);
@@ -240,6 +230,29 @@ impl Shim {
             String::from_utf8_lossy(&o.stderr)
         );
         String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Asserts nothing of any container is left: records, runtime state, the cgroups of
+    /// every container this fixture ran.
+    pub fn assert_nothing_left(&self) {
+        let left: Vec<_> = std::fs::read_dir(self.containers())
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "container state left: {left:?}");
+        let rt = self.root().join("shim/runtime");
+        let left: Vec<_> = std::fs::read_dir(&rt)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| !p.ends_with(".seccomp-cache"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(left.is_empty(), "runtime state left: {left:?}");
+        for id in self.seen_ids() {
+            let left = crate::host::leftover_cgroups(&id);
+            assert!(left.is_empty(), "cgroups of {id} left: {left:?}");
+        }
     }
 
     /// `ps -a --format json`.
