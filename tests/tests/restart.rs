@@ -6,7 +6,6 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tinyo_tests::host::leftover_cgroups;
 use tinyo_tests::shim::Shim;
 
 /// Polls `ps` until `name`'s status satisfies `want` (generous bound: restarts after a 10 s
@@ -28,23 +27,23 @@ fn inspect(shim: &Shim, name: &str) -> Value {
     v[0].clone()
 }
 
+/// `run -d FLAGS IMAGE true` fails with exit 125 and an error containing `words`.
+fn refused(shim: &Shim, flags: &[&str], words: &str) {
+    let mut args = vec!["run", "-d"];
+    args.extend_from_slice(flags);
+    args.extend([shim.image.as_str(), "true"]);
+    let o = shim.out(&args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(125), "{flags:?}: {err}");
+    assert!(err.contains(words), "{flags:?}: {err}");
+}
+
 /// Seconds since midnight of a CRI log line's RFC 3339 timestamp.
 fn log_seconds(line: &str) -> f64 {
     let ts = line.split(' ').next().unwrap();
     let time = ts.split('T').nth(1).unwrap().trim_end_matches('Z');
     let f: Vec<f64> = time.split(':').map(|p| p.parse().unwrap()).collect();
     f[0] * 3600.0 + f[1] * 60.0 + f[2]
-}
-
-fn nothing_left(shim: &Shim) {
-    let left: Vec<_> = std::fs::read_dir(shim.containers())
-        .map(|rd| rd.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "container state left: {left:?}");
-    for id in shim.seen_ids() {
-        let left = leftover_cgroups(&id);
-        assert!(left.is_empty(), "cgroups of {id} left: {left:?}");
-    }
 }
 
 #[test]
@@ -80,7 +79,7 @@ fn on_failure_restarts_up_to_its_limit_with_the_kubelets_backoff() {
     );
     assert_eq!(shim.ok(&["logs", "crash"]), "run\nrun\nrun\n");
     shim.ok(&["rm", "crash"]);
-    nothing_left(&shim);
+    shim.assert_nothing_left();
 }
 
 #[test]
@@ -133,7 +132,7 @@ fn on_failure_leaves_a_clean_exit_alone_and_a_kill_restarts_at_once() {
     // SIGTERM ended the second run (143); it is not restarted.
     assert_eq!(s, "exited (143), 1 restart", "stop ends the restarting");
     shim.ok(&["rm", "ok", "svc"]);
-    nothing_left(&shim);
+    shim.assert_nothing_left();
 }
 
 #[test]
@@ -170,7 +169,7 @@ fn always_restarts_a_clean_exit_and_stop_ends_it_during_the_backoff() {
     assert!(inspect(&shim, "tick")["supervisor"].is_null());
     assert_eq!(shim.ok(&["logs", "tick"]), "tick\ntick\n");
     shim.ok(&["rm", "tick"]);
-    nothing_left(&shim);
+    shim.assert_nothing_left();
 }
 
 #[test]
@@ -187,16 +186,10 @@ fn bad_restart_flags_are_refused_and_leave_nothing() {
             "--rm and --restart always conflict",
         ),
     ] {
-        let mut args = vec!["run", "-d"];
-        args.extend_from_slice(flags);
-        args.extend([shim.image.as_str(), "true"]);
-        let o = shim.out(&args);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(125), "{flags:?}: {err}");
-        assert!(err.contains(words), "{flags:?}: {err}");
+        refused(&shim, flags, words);
     }
     assert!(shim.ps().is_empty());
-    nothing_left(&shim);
+    shim.assert_nothing_left();
 }
 
 #[test]
@@ -236,7 +229,7 @@ fn health_checks_turn_healthy_unhealthy_and_back() {
     shim.ok(&["exec", "web", "touch", "/tmp/ok"]);
     wait_for(&shim, "web", "healthy again", |s| s == "running (healthy)");
     shim.ok(&["rm", "-f", "web"]);
-    nothing_left(&shim);
+    shim.assert_nothing_left();
 }
 
 #[test]
@@ -276,7 +269,7 @@ fn a_check_past_its_timeout_is_killed_and_fails() {
         "timed-out checks pile up: {o}"
     );
     shim.ok(&["rm", "-f", "slow"]);
-    nothing_left(&shim);
+    shim.assert_nothing_left();
 }
 
 #[test]
@@ -321,7 +314,7 @@ fn an_unhealthy_container_is_restarted_like_a_liveness_probe() {
     shim.ok(&["stop", "-t", "1", "live"]);
     assert!(shim.status("live").unwrap().starts_with("exited"));
     shim.ok(&["rm", "live"]);
-    nothing_left(&shim);
+    shim.assert_nothing_left();
 }
 
 #[test]
@@ -348,16 +341,10 @@ fn bad_health_flags_are_refused() {
             "conflict",
         ),
     ] {
-        let mut args = vec!["run", "-d"];
-        args.extend_from_slice(flags);
-        args.extend([shim.image.as_str(), "true"]);
-        let o = shim.out(&args);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(125), "{flags:?}: {err}");
-        assert!(err.contains(words), "{flags:?}: {err}");
+        refused(&shim, flags, words);
     }
     assert!(shim.ps().is_empty());
-    nothing_left(&shim);
+    shim.assert_nothing_left();
 }
 
 #[test]
@@ -431,5 +418,5 @@ fn a_startup_check_holds_the_health_check_back_until_it_passes() {
         "{err}"
     );
     shim.ok(&["rm", "never"]);
-    nothing_left(&shim);
+    shim.assert_nothing_left();
 }

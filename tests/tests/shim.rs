@@ -5,7 +5,7 @@
 use std::process::Stdio;
 
 use serde_json::Value;
-use tinyo_tests::host::{http_get_in, leftover_cgroups};
+use tinyo_tests::host::http_get_in;
 use tinyo_tests::shim::Shim;
 
 fn text(o: &std::process::Output) -> (String, String) {
@@ -13,28 +13,6 @@ fn text(o: &std::process::Output) -> (String, String) {
         String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
-}
-
-/// Nothing of container `id` (or of any container) is left: state, cgroups.
-fn nothing_left(shim: &Shim) {
-    let left: Vec<_> = std::fs::read_dir(shim.containers())
-        .map(|rd| rd.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "container state left: {left:?}");
-    let rt = shim.root().join("shim/runtime");
-    let left: Vec<_> = std::fs::read_dir(&rt)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.path())
-                .filter(|p| !p.ends_with(".seccomp-cache"))
-                .collect()
-        })
-        .unwrap_or_default();
-    assert!(left.is_empty(), "runtime state left: {left:?}");
-    for id in shim.seen_ids() {
-        let left = leftover_cgroups(&id);
-        assert!(left.is_empty(), "cgroups of {id} left: {left:?}");
-    }
 }
 
 #[test]
@@ -52,7 +30,7 @@ fn foreground_run_prints_and_returns_the_exit_code() {
     assert_eq!(o.status.code(), Some(3), "{out} {err}");
     assert_eq!(out, "hello\n");
     assert!(err.contains("oops"), "{err}");
-    nothing_left(&shim);
+    shim.assert_nothing_left();
 }
 
 #[test]
@@ -172,7 +150,7 @@ fn containers_share_a_pristine_image_through_overlays() {
         "x\n"
     );
     shim.ok(&["rm", "writer"]);
-    nothing_left(&shim);
+    shim.assert_nothing_left();
 }
 
 #[test]
@@ -228,7 +206,7 @@ fn detached_container_logs_ps_stop_and_rm() {
     assert!(text(&o).1.contains("not running"), "{o:?}");
     shim.ok(&["rm", "web"]);
     assert!(shim.ps().is_empty());
-    nothing_left(&shim);
+    shim.assert_nothing_left();
 }
 
 #[test]
@@ -260,7 +238,7 @@ fn exec_joins_a_running_container() {
     let o = shim.out(&["exec", "box", "sh", "-c", "exit 4"]);
     assert_eq!(o.status.code(), Some(4));
     shim.ok(&["rm", "-f", "box"]);
-    nothing_left(&shim);
+    shim.assert_nothing_left();
 }
 
 #[test]
@@ -379,7 +357,7 @@ fn a_killed_supervisor_leaves_a_truthful_state_and_rm_f_cleans_up() {
     unsafe { libc::kill(ctr, libc::SIGKILL) };
     shim.wait_status("orphan", "exited (lost)");
     shim.ok(&["rm", "-f", "orphan"]);
-    nothing_left(&shim);
+    shim.assert_nothing_left();
 }
 
 #[test]
@@ -435,7 +413,7 @@ fn bad_input_gets_one_line_and_leaves_nothing() {
         .collect();
     assert_eq!(names, ["taken"], "only the first container exists");
     shim.ok(&["rm", "-f", "taken"]);
-    nothing_left(&shim);
+    shim.assert_nothing_left();
 }
 
 #[test]
@@ -505,7 +483,7 @@ fn bridge_network_with_a_published_port() {
         })
         .unwrap_or(0);
     assert_eq!(leases, 0, "the IPAM lease is released");
-    nothing_left(&shim);
+    shim.assert_nothing_left();
 }
 
 #[test]
