@@ -163,3 +163,61 @@ pub fn http_get_in(netns: &std::path::Path, addr: &str) -> Result<String, String
     .join()
     .unwrap_or_else(|_| Err("the fetching thread panicked".into()))
 }
+
+/// A network namespace of the test's own, held open by a `sleep` that dies with the test;
+/// it starts with only `lo`, brought up. Bridges, veths and iptables rules made in it never
+/// touch the host's network, and go away with it.
+#[derive(Debug)]
+pub struct NetNs {
+    holder: std::process::Child,
+}
+
+impl NetNs {
+    pub fn new() -> Self {
+        let mut holder = std::process::Command::new("unshare");
+        holder
+            .args(["--net", "sleep", "1000000"])
+            .stdin(std::process::Stdio::null());
+        die_with_parent(&mut holder);
+        let holder = holder.spawn().expect("unshare --net");
+        let ns = Self { holder };
+        // Wait until the holder is in its own network namespace.
+        let own = std::fs::read_link("/proc/self/ns/net").ok();
+        for _ in 0..500 {
+            let theirs = std::fs::read_link(ns.path()).ok();
+            if theirs.is_some() && theirs != own {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // A fresh network namespace has lo down; a host has it up.
+        let up = std::process::Command::new("nsenter")
+            .arg(format!("--net={}", ns.path().display()))
+            .args(["ip", "link", "set", "lo", "up"])
+            .status()
+            .expect("ip link set lo up");
+        assert!(
+            up.success(),
+            "bringing lo up in the test's network namespace"
+        );
+        ns
+    }
+
+    /// `/proc/PID/ns/net` of the holder.
+    pub fn path(&self) -> std::path::PathBuf {
+        format!("/proc/{}/ns/net", self.holder.id()).into()
+    }
+}
+
+impl Default for NetNs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}

@@ -5,10 +5,10 @@
 //! removed (`rm -f`), and the network namespace's holder is killed.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use crate::bins::bin;
-use crate::host::{die_with_parent, require_root, require_tool};
+use crate::host::{require_root, require_tool, NetNs};
 use crate::image::Layout;
 use crate::registry::Registry;
 
@@ -45,8 +45,8 @@ pub struct Shim {
     root: tempfile::TempDir,
     /// The busybox image as tinyo-pull stored it (`127.0.0.1:PORT/test/busybox:latest`).
     pub image: String,
-    /// Holds the test's network namespace open.
-    netns: Child,
+    /// The test's network namespace.
+    netns: NetNs,
     _registry: Registry,
     /// Every container id this sandbox has seen (for checking what is left behind).
     seen: std::cell::RefCell<std::collections::BTreeSet<String>>,
@@ -77,31 +77,7 @@ impl Shim {
             .output()
             .expect("run tinyo-pull");
         assert!(o.status.success(), "tinyo-pull {image}: {o:?}");
-        let mut holder = Command::new("unshare");
-        holder
-            .args(["--net", "sleep", "1000000"])
-            .stdin(Stdio::null());
-        die_with_parent(&mut holder);
-        let netns = holder.spawn().expect("unshare --net");
-        // Wait until the holder is in its own network namespace.
-        let own = std::fs::read_link("/proc/self/ns/net").ok();
-        for _ in 0..500 {
-            let theirs = std::fs::read_link(format!("/proc/{}/ns/net", netns.id())).ok();
-            if theirs.is_some() && theirs != own {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        // A fresh network namespace has lo down; a host has it up.
-        let up = Command::new("nsenter")
-            .arg(format!("--net=/proc/{}/ns/net", netns.id()))
-            .args(["ip", "link", "set", "lo", "up"])
-            .status()
-            .expect("ip link set lo up");
-        assert!(
-            up.success(),
-            "bringing lo up in the test's network namespace"
-        );
+        let netns = NetNs::new();
         Self {
             root,
             image,
@@ -127,7 +103,7 @@ impl Shim {
 
     /// The network namespace the commands run in.
     pub fn netns(&self) -> PathBuf {
-        PathBuf::from(format!("/proc/{}/ns/net", self.netns.id()))
+        self.netns.path()
     }
 
     /// `tinyo-shim --root ROOT ARGS…` in the test's network namespace and a private mount
@@ -308,7 +284,5 @@ impl Drop for Shim {
                 }
             }
         }
-        let _ = self.netns.kill();
-        let _ = self.netns.wait();
     }
 }
