@@ -71,7 +71,7 @@ pub const CONTAINER_IFNAME: &str = "eth0";
 /// Default plugin directory of Debian's `containernetworking-plugins`.
 pub const DEFAULT_PLUGIN_DIR: &str = "/usr/lib/cni";
 /// Plugins this module runs.
-pub const REQUIRED_PLUGINS: [&str; 5] = ["bridge", "host-local", "firewall", "portmap", "loopback"];
+pub const REQUIRED_PLUGINS: [&str; 4] = ["bridge", "host-local", "firewall", "portmap"];
 
 /// Used for the plugins' PATH (they run `iptables`) and to find `iptables` ourselves.
 const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -523,16 +523,12 @@ impl Network {
         json!({ "cniVersion": CNI_VERSION, "name": NETWORK_NAME, "plugins": plugins })
     }
 
-    /// `--network none`: bring `lo` up in the container's netns (loopback plugin), nothing else.
+    /// `--network none`: bring `lo` up in the container's netns (in process, one ioctl), nothing else.
     pub fn loopback_up(&self, netns: &Path) -> Result<(), NetError> {
-        self.loopback_up_as("tinyo-none", netns)
-    }
-
-    fn loopback_up_as(&self, id: &str, netns: &Path) -> Result<(), NetError> {
-        let netns_str = netns_arg(netns)?;
-        let conf = json!({ "cniVersion": CNI_VERSION, "name": "tinyo-lo", "type": "loopback" });
-        self.exec_plugin("loopback", "ADD", id, &netns_str, "lo", &conf)?;
-        Ok(())
+        crate::network::loopback_up(netns).map_err(|e| NetError::Netns {
+            path: netns.into(),
+            why: format!("cannot bring lo up in it: {e}"),
+        })
     }
 
     /// `--network bridge`: connect the container netns (`/proc/<pid>/ns/net` of the created, not
@@ -579,7 +575,7 @@ impl Network {
         self.reserve_ports(id, ports)?;
         let conflist = self.conflist(!ports.is_empty());
         let mut last_result = None;
-        let outcome = self.loopback_up_as(id, netns).and_then(|()| {
+        let outcome = self.loopback_up(netns).and_then(|()| {
             let r = self.add_chain(id, &netns_str, &conflist, ports, &mut last_result)?;
             let a = attached_from_result(id, &conflist, r, netns_id, ports)?;
             self.write_record(&a)?;

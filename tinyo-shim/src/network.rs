@@ -56,7 +56,7 @@ pub fn setup(roots: &Roots, rec: &Record, pid: i32) -> Result<Option<Value>> {
     }
 }
 
-/// Sets `lo` up in the network namespace `netns`: this (single-threaded) process joins it for
+/// Sets `lo` up in the network namespace `netns`: the calling thread joins it for
 /// one ioctl and comes back. In process, not through the CNI loopback plugin, which costs a Go
 /// program's start (~30 ms) per container.
 pub fn loopback_up(netns: &Path) -> std::io::Result<()> {
