@@ -136,7 +136,44 @@ pub fn plan(yaml: &str) -> Result<Plan> {
             _ => {}
         }
     }
+    check_host_ports(&plan.pods)?;
     Ok(plan)
+}
+
+/// One machine has each host port once: a second pod (or container) asking for a port an
+/// earlier one publishes is refused before anything runs, where Kubernetes would leave the
+/// pod Pending for want of a node with the port free.
+fn check_host_ports(pods: &[Pod]) -> Result<()> {
+    // (host IP or "" for every address, host port, protocol) → pod
+    let mut taken: Vec<(&str, &str, &str, &str)> = Vec::new();
+    for p in pods {
+        for spec in &p.ports {
+            let (addr, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
+            let mut parts = addr.rsplitn(3, ':');
+            let (_ctr, host, ip) = (
+                parts.next(),
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or(""),
+            );
+            if let Some((_, _, _, other)) = taken.iter().find(|(i, h, pr, _)| {
+                *h == host && *pr == proto && (i.is_empty() || ip.is_empty() || *i == ip)
+            }) {
+                let whom = if *other == p.name {
+                    "another of its containers".to_string()
+                } else {
+                    format!("pod {other}")
+                };
+                bail!(
+                    "pod {}: hostPort {host}/{proto} is already published by {whom}; a host port \
+                     can be published once on this machine (Kubernetes would leave the pod \
+                     Pending: set replicas to 1 or drop the hostPort)",
+                    p.name
+                );
+            }
+            taken.push((ip, host, proto, &p.name));
+        }
+    }
+    Ok(())
 }
 
 fn scalar(v: &Value) -> String {
@@ -568,15 +605,27 @@ spec:
 
     #[test]
     fn a_deployment_becomes_replica_pods_with_the_manifests_meaning() {
-        let plan = plan(MANIFEST).unwrap();
-        assert_eq!(plan.pods.len(), 2);
-        let p = &plan.pods[1];
-        assert_eq!(p.name, "web-1");
+        let conflict = plan(MANIFEST).unwrap_err();
+        assert!(
+            format!("{conflict:#}").contains(
+                "pod web-1: hostPort 8080/tcp is already published by pod web-0; a host port can \
+                 be published once on this machine"
+            ),
+            "{conflict:#}"
+        );
+        // Replicas without the host port are fine; one replica may publish it.
+        let spread = plan(&MANIFEST.replace(", hostPort: 8080", "")).unwrap();
+        assert_eq!(spread.pods.len(), 2);
+        assert!(spread.pods[1].ports.is_empty());
+        let plan = plan(&MANIFEST.replace("replicas: 2", "replicas: 1")).unwrap();
+        assert_eq!(plan.pods.len(), 1);
+        let p = &plan.pods[0];
+        assert_eq!(p.name, "web-0");
         assert_eq!(p.ports, ["8080:80"]);
         assert_eq!(p.init[0].flags, ["--restart", "no", "--entrypoint", "sh"]);
         assert_eq!(p.init[0].args, ["-c", "echo prep"]);
         let c = &p.containers[0];
-        assert_eq!(c.name, "web-1-app");
+        assert_eq!(c.name, "web-0-app");
         assert_eq!(c.args, ["-c", "echo $GREETING"]);
         let f = c.flags.join(" ");
         for want in [
@@ -584,7 +633,7 @@ spec:
             "--entrypoint sh",
             "-e GREETING=hello",
             "-e PASSWORD=s3cr3t",
-            "-e POD=web-1",
+            "-e POD=web-0",
             "-e PLAIN=7",
             "-m 67108864",
             "--cpus 0.5",
