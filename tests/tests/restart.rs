@@ -233,6 +233,61 @@ fn health_checks_turn_healthy_unhealthy_and_back() {
 }
 
 #[test]
+fn the_images_healthcheck_runs_unless_the_flags_replace_or_disable_it() {
+    // What a Dockerfile's `HEALTHCHECK --interval=100ms --retries=2 CMD test -e /tmp/ok`
+    // writes into the image config.
+    let shim = Shim::with_image(|c| {
+        c["config"]["Healthcheck"] = serde_json::json!({
+            "Test": ["CMD", "test", "-e", "/tmp/ok"],
+            "Interval": 100_000_000u64,
+            "Retries": 2,
+        });
+    });
+    let body = "touch /tmp/ok; while sleep 0.05; do :; done";
+    shim.ok(&["run", "-d", "--name", "img", &shim.image, "sh", "-c", body]);
+    wait_for(&shim, "img", "healthy", |s| s == "running (healthy)");
+    let h = &inspect(&shim, "img")["healthcheck"];
+    assert_eq!(h["cmd"], "'test' '-e' '/tmp/ok'", "{h}");
+    assert_eq!(h["interval_ms"], 100, "{h}");
+    assert_eq!(h["timeout_ms"], 30_000, "docker's default timeout: {h}");
+    shim.ok(&["exec", "img", "rm", "/tmp/ok"]);
+    wait_for(&shim, "img", "unhealthy", |s| s == "running (unhealthy)");
+    // --health-cmd replaces it; --no-healthcheck disables it.
+    shim.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flag",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "100ms",
+        &shim.image,
+        "sh",
+        "-c",
+        "while sleep 0.05; do :; done",
+    ]);
+    wait_for(&shim, "flag", "healthy", |s| s == "running (healthy)");
+    shim.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "none",
+        "--no-healthcheck",
+        &shim.image,
+        "sh",
+        "-c",
+        body,
+    ]);
+    wait_for(&shim, "none", "running", |s| s == "running");
+    assert!(inspect(&shim, "none")["healthcheck"].is_null());
+    for n in ["img", "flag", "none"] {
+        shim.ok(&["rm", "-f", n]);
+    }
+    shim.assert_nothing_left();
+}
+
+#[test]
 fn a_check_past_its_timeout_is_killed_and_fails() {
     let shim = Shim::new();
     shim.ok(&[

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use serde_json::Value;
 
 use crate::state::{self, Record, Roots, Status};
 
@@ -83,9 +84,14 @@ pub struct Args {
     /// at once, then 10 s doubling to 5 min, as the kubelet; `stop` ends it).
     #[arg(long, default_value = "no")]
     pub restart: String,
-    /// A health check: run with /bin/sh -c in the container every interval.
-    #[arg(long)]
+    /// A health check: run with /bin/sh -c in the container every interval. Without it, the
+    /// image's HEALTHCHECK (docker's `config.Healthcheck`) is used as it is, with
+    /// --health-on-failure.
+    #[arg(long, conflicts_with = "no_healthcheck")]
     pub health_cmd: Option<String>,
+    /// Run no health check, not even the image's HEALTHCHECK.
+    #[arg(long)]
+    pub no_healthcheck: bool,
     /// Time between health checks.
     #[arg(long, default_value = "30s")]
     pub health_interval: String,
@@ -207,12 +213,16 @@ fn join_pod(spec: &mut serde_json::Value, p: &crate::pod::Pod, id: &str) -> Resu
     Ok(())
 }
 
-/// The `--health-*` flags as a check, when `--health-cmd` is given.
-fn healthcheck(a: &Args) -> Result<Option<crate::health::Config>> {
-    let Some(cmd) = &a.health_cmd else {
-        return Ok(None);
-    };
+/// The `--health-*` flags as a check when `--health-cmd` is given; else the image's
+/// HEALTHCHECK, unless `--no-healthcheck`.
+fn healthcheck(a: &Args, image: &Value) -> Result<Option<crate::health::Config>> {
     let on_failure = a.health_on_failure.parse().map_err(anyhow::Error::msg)?;
+    let Some(cmd) = &a.health_cmd else {
+        if a.no_healthcheck {
+            return Ok(None);
+        }
+        return image_healthcheck(&image["config"]["Healthcheck"], on_failure);
+    };
     check_config(
         "health",
         cmd,
@@ -225,6 +235,52 @@ fn healthcheck(a: &Args) -> Result<Option<crate::health::Config>> {
         on_failure,
     )
     .map(Some)
+}
+
+/// Docker's `config.Healthcheck` (what a Dockerfile's HEALTHCHECK writes): `Test` is
+/// `["NONE"]`, `["CMD", ARGS…]` or `["CMD-SHELL", CMD]`; durations are nanoseconds, 0 meaning
+/// docker's defaults (30 s interval and timeout, 3 retries, no start period).
+fn image_healthcheck(
+    hc: &Value,
+    on_failure: crate::health::OnFailure,
+) -> Result<Option<crate::health::Config>> {
+    let Some(test) = hc["Test"].as_array() else {
+        return Ok(None);
+    };
+    let words: Vec<&str> = test.iter().filter_map(Value::as_str).collect();
+    if words.len() != test.len() {
+        bail!("the image's HEALTHCHECK Test {test:?} is not a list of strings");
+    }
+    let cmd = match words.split_first() {
+        None | Some((&"NONE", _)) => return Ok(None),
+        Some((&"CMD-SHELL", [cmd])) => cmd.to_string(),
+        Some((&"CMD", args)) if !args.is_empty() => args
+            .iter()
+            .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => {
+            bail!("the image's HEALTHCHECK Test {words:?} is not NONE, CMD ARGS… or CMD-SHELL CMD")
+        }
+    };
+    if cmd.trim().is_empty() {
+        bail!("the image's HEALTHCHECK command is empty");
+    }
+    let ms = |key: &str, default: u64| match hc[key].as_u64() {
+        Some(0) | None => default,
+        Some(ns) => (ns / 1_000_000).max(1),
+    };
+    Ok(Some(crate::health::Config {
+        cmd,
+        interval_ms: ms("Interval", 30_000),
+        timeout_ms: ms("Timeout", 30_000),
+        retries: match hc["Retries"].as_u64() {
+            Some(0) | None => 3,
+            Some(n) => n.min(u64::from(u32::MAX)) as u32,
+        },
+        start_period_ms: hc["StartPeriod"].as_u64().map_or(0, |ns| ns / 1_000_000),
+        on_failure,
+    }))
 }
 
 /// A check from its `--KIND-*` flags: (interval, timeout, start period).
@@ -266,7 +322,11 @@ pub fn run(roots: &Roots, a: Args) -> Result<i32> {
     if a.rm && restart != crate::restart::Policy::No {
         bail!("--rm and --restart {restart} conflict: a container removed when it exits cannot be restarted");
     }
-    let healthcheck = healthcheck(&a)?;
+    // Parsed before anything is made; the image's HEALTHCHECK is read once it is resolved.
+    a.health_on_failure
+        .parse::<crate::health::OnFailure>()
+        .map_err(anyhow::Error::msg)?;
+    let flag_healthcheck = healthcheck(&a, &Value::Null)?;
     let startup = match &a.health_startup_cmd {
         Some(cmd) => Some(check_config(
             "health-startup",
@@ -287,11 +347,7 @@ pub fn run(roots: &Roots, a: Args) -> Result<i32> {
         )?),
         None => None,
     };
-    if a.rm
-        && healthcheck
-            .as_ref()
-            .is_some_and(|h| h.on_failure == crate::health::OnFailure::Restart)
-    {
+    if a.rm && a.health_on_failure == "restart" {
         bail!("--rm and --health-on-failure restart conflict: a container removed when it exits cannot be restarted");
     }
     let pod = match &a.pod {
@@ -332,6 +388,11 @@ pub fn run(roots: &Roots, a: Args) -> Result<i32> {
         crate::spec::volume(v)?;
     }
     let img = crate::image::resolve(&roots.store, &a.image, true)?;
+    let healthcheck = match flag_healthcheck {
+        Some(h) => Some(h),
+        None => healthcheck(&a, &img.config)
+            .with_context(|| format!("{}: the image's HEALTHCHECK", img.name))?,
+    };
     let console_size = if a.tty {
         crate::term::window_size(std::io::stdin().as_fd()).ok()
     } else {
@@ -493,4 +554,57 @@ pub fn supervise(a: SuperviseArgs) -> i32 {
         unsafe { OwnedFd::from_raw_fd(fd) }
     });
     crate::supervise::run(&roots, &a.id, ready)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::OnFailure;
+    use serde_json::json;
+
+    #[test]
+    fn the_images_healthcheck_in_dockers_forms() {
+        let hc = |v: Value| image_healthcheck(&v, OnFailure::Kill);
+        let shell = hc(
+            json!({"Test": ["CMD-SHELL", "wget -q -O- localhost || exit 1"],
+            "Interval": 5_000_000_000u64, "Timeout": 2_000_000_000u64, "Retries": 4,
+            "StartPeriod": 1_500_000_000u64}),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(shell.cmd, "wget -q -O- localhost || exit 1");
+        assert_eq!(
+            (
+                shell.interval_ms,
+                shell.timeout_ms,
+                shell.retries,
+                shell.start_period_ms
+            ),
+            (5000, 2000, 4, 1500)
+        );
+        assert_eq!(shell.on_failure, OnFailure::Kill);
+        let exec = hc(json!({"Test": ["CMD", "cat", "/tmp/it's"]}))
+            .unwrap()
+            .unwrap();
+        assert_eq!(exec.cmd, r"'cat' '/tmp/it'\''s'");
+        // Docker's defaults for zero or missing durations.
+        assert_eq!(
+            (
+                exec.interval_ms,
+                exec.timeout_ms,
+                exec.retries,
+                exec.start_period_ms
+            ),
+            (30_000, 30_000, 3, 0)
+        );
+        assert!(hc(json!({"Test": ["NONE"]})).unwrap().is_none());
+        assert!(hc(Value::Null).unwrap().is_none());
+        for bad in [
+            json!({"Test": ["CMD"]}),
+            json!({"Test": ["SHELL", "x"]}),
+            json!({"Test": [1]}),
+        ] {
+            assert!(hc(bad.clone()).is_err(), "{bad}");
+        }
+    }
 }
