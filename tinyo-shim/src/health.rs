@@ -54,6 +54,14 @@ pub struct Config {
     pub start_period_ms: u64,
     #[serde(default)]
     pub on_failure: OnFailure,
+    /// Successes in a row that make it healthy (a Kubernetes probe's `successThreshold`;
+    /// docker's checks have 1).
+    #[serde(default = "one")]
+    pub successes: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Config {
@@ -101,7 +109,21 @@ pub struct Outcome {
 pub struct Health {
     pub status: Status,
     pub failing_streak: u32,
+    #[serde(default)]
+    pub success_streak: u32,
     pub log: Vec<Outcome>,
+}
+
+impl Health {
+    /// Before the first check.
+    pub fn starting() -> Self {
+        Self {
+            status: Status::Starting,
+            failing_streak: 0,
+            success_streak: 0,
+            log: Vec::new(),
+        }
+    }
 }
 
 /// The schedule and the verdicts, without the processes (unit-tested on its own).
@@ -121,11 +143,7 @@ impl Checker {
             cfg,
             started: now,
             next,
-            health: Health {
-                status: Status::Starting,
-                failing_streak: 0,
-                log: Vec::new(),
-            },
+            health: Health::starting(),
         }
     }
 
@@ -153,9 +171,13 @@ impl Checker {
         let before = self.health.status;
         if ok {
             self.health.failing_streak = 0;
-            self.health.status = Status::Healthy;
+            self.health.success_streak = self.health.success_streak.saturating_add(1);
+            if self.health.success_streak >= self.cfg.successes.max(1) {
+                self.health.status = Status::Healthy;
+            }
             return false;
         }
+        self.health.success_streak = 0;
         let grace = before == Status::Starting
             && now.duration_since(self.started) < self.cfg.start_period();
         if grace {
@@ -216,6 +238,7 @@ mod tests {
             retries,
             start_period_ms,
             on_failure: OnFailure::None,
+            successes: 1,
         }
     }
 
@@ -275,6 +298,29 @@ mod tests {
         assert!(c.record(out(1), t + Duration::from_secs(4)));
         let mut late = Checker::new(cfg(1, 1000), t);
         assert!(late.record(out(1), t + Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn a_success_threshold_needs_successes_in_a_row() {
+        let t = Instant::now();
+        let mut c = Checker::new(
+            Config {
+                successes: 2,
+                ..cfg(1, 0)
+            },
+            t,
+        );
+        c.record(out(0), t);
+        assert_eq!(c.health.status, Status::Starting, "one success of two");
+        c.record(out(0), t);
+        assert_eq!(c.health.status, Status::Healthy);
+        assert!(c.record(out(1), t));
+        c.record(out(0), t);
+        c.record(out(1), t);
+        c.record(out(0), t);
+        assert_eq!(c.health.status, Status::Unhealthy, "the streak was broken");
+        c.record(out(0), t);
+        assert_eq!(c.health.status, Status::Healthy);
     }
 
     #[test]

@@ -344,6 +344,12 @@ fn probe_flags(prefix: &str, probe: &Value, cmd: String, liveness: bool) -> Vec<
         format!("--{prefix}-retries"),
         secs("failureThreshold", 3).to_string(),
     ];
+    if prefix == "readiness" {
+        f.extend([
+            "--readiness-successes".to_string(),
+            secs("successThreshold", 1).to_string(),
+        ]);
+    }
     if liveness {
         f.extend([
             format!("--{prefix}-start-period"),
@@ -540,6 +546,9 @@ fn container(
         let probe = &c[key];
         if probe.is_object() {
             let cmd = probe_cmd(probe).with_context(|| format!("{at}: {key}"))?;
+            if prefix != "readiness" && probe["successThreshold"].as_u64().is_some_and(|n| n != 1) {
+                bail!("{at}: {key}: successThreshold must be 1 (as Kubernetes requires)");
+            }
             flags.extend(probe_flags(prefix, probe, cmd, extra));
         }
     }
@@ -598,7 +607,7 @@ spec:
           securityContext: {runAsUser: 1000, runAsGroup: 1000, readOnlyRootFilesystem: true,
                             capabilities: {drop: [ALL], add: [NET_BIND_SERVICE]}}
           livenessProbe: {exec: {command: [cat, /tmp/it's]}, periodSeconds: 2}
-          readinessProbe: {tcpSocket: {port: 80}}
+          readinessProbe: {tcpSocket: {port: 80}, successThreshold: 2}
           startupProbe: {httpGet: {port: 80, path: /healthz}, failureThreshold: 30}
           tty: true
 "#;
@@ -674,6 +683,7 @@ spec:
             "{f}"
         );
         assert!(f.contains("--health-startup-retries 30"), "{f}");
+        assert!(f.contains("--readiness-successes 2"), "{f}");
     }
 
     #[test]
@@ -688,6 +698,8 @@ spec:
         assert!(err(missing).contains("no key \"k\" in ConfigMap \"nope\""));
         assert!(err("kind: Pod\nmetadata: {name: p}\nspec: {}\n").contains("no containers"));
         assert!(err("a: [\n").contains("not valid YAML"));
+        let live = "kind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: c, image: i, livenessProbe: {exec: {command: [x]}, successThreshold: 2}}\n";
+        assert!(err(live).contains("livenessProbe: successThreshold must be 1"));
     }
 
     #[test]

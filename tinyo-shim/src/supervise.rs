@@ -232,14 +232,9 @@ fn setup(roots: &Roots, id: &str, dir: &Path) -> Result<(i32, Stdio, Record)> {
         r.status = Status::Running;
         r.pid = Proc::of(pid);
         r.started = Some(tinyo_core::container::now_rfc3339());
-        let starting = || health::Health {
-            status: health::Status::Starting,
-            failing_streak: 0,
-            log: Vec::new(),
-        };
-        r.health = r.healthcheck.as_ref().map(|_| starting());
-        r.ready = r.readiness.as_ref().map(|_| starting());
-        r.startup_state = r.startup.as_ref().map(|_| starting());
+        r.health = r.healthcheck.as_ref().map(|_| health::Health::starting());
+        r.ready = r.readiness.as_ref().map(|_| health::Health::starting());
+        r.startup_state = r.startup.as_ref().map(|_| health::Health::starting());
     })?;
     let stdio = stdio.ok_or_else(|| anyhow!("no stdio for the container"))?;
     Ok((pid, stdio, rec))

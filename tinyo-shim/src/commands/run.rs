@@ -128,6 +128,9 @@ pub struct Args {
     /// Failures in a row that make it not ready.
     #[arg(long, default_value_t = 3)]
     pub readiness_retries: u32,
+    /// Successes in a row that make it ready (a readinessProbe's successThreshold).
+    #[arg(long, default_value_t = 1)]
+    pub readiness_successes: u32,
     /// Join pod NAME: its network, IPC and UTS namespaces (and its published ports).
     #[arg(long)]
     pub pod: Option<String>,
@@ -280,6 +283,7 @@ fn image_healthcheck(
         },
         start_period_ms: hc["StartPeriod"].as_u64().map_or(0, |ns| ns / 1_000_000),
         on_failure,
+        successes: 1,
     }))
 }
 
@@ -311,6 +315,7 @@ fn check_config(
         retries: retries.max(1),
         start_period_ms: ms("start-period", start)?,
         on_failure,
+        successes: 1,
     })
 }
 
@@ -338,13 +343,19 @@ pub fn run(roots: &Roots, a: Args) -> Result<i32> {
         None => None,
     };
     let readiness = match &a.readiness_cmd {
-        Some(cmd) => Some(check_config(
-            "readiness",
-            cmd,
-            (&a.readiness_interval, &a.readiness_timeout, "0s"),
-            a.readiness_retries,
-            crate::health::OnFailure::None,
-        )?),
+        Some(cmd) => Some(
+            check_config(
+                "readiness",
+                cmd,
+                (&a.readiness_interval, &a.readiness_timeout, "0s"),
+                a.readiness_retries,
+                crate::health::OnFailure::None,
+            )
+            .map(|c| crate::health::Config {
+                successes: a.readiness_successes.max(1),
+                ..c
+            })?,
+        ),
         None => None,
     };
     if a.rm && a.health_on_failure == "restart" {
