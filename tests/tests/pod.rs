@@ -91,6 +91,19 @@ fn containers_of_a_pod_share_its_network_ipc_and_hostname() {
     let cg = std::fs::read_to_string(format!("/proc/{side}/cgroup")).unwrap();
     let pod_cgroup = format!("pod-{}", &id.trim()[..12]);
     assert!(cg.contains(&format!("tinyo-shim/{pod_cgroup}/")), "{cg}");
+    // The infra process has its own beside them, in every hierarchy with a controller.
+    let cg = std::fs::read_to_string(format!("/proc/{infra}/cgroup")).unwrap();
+    let lines: Vec<&str> = cg
+        .lines()
+        .filter(|l| l.contains(":memory:") || l.contains(":pids:") || l.starts_with("0::"))
+        .collect();
+    assert!(!lines.is_empty(), "{cg}");
+    for line in lines {
+        assert!(
+            line.ends_with(&format!("tinyo-shim/{pod_cgroup}/infra")),
+            "infra cgroup: {cg}"
+        );
+    }
     // The port is published on the pod.
     let mut body = Err(String::new());
     for _ in 0..100 {

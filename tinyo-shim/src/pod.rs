@@ -6,7 +6,9 @@
 //! The pod's network (bridge with its published ports, or only `lo`) is attached to that
 //! namespace once. `run --pod NAME` then joins the three namespaces by path; each container
 //! keeps its own mount and PID namespaces, rootfs, supervisor, log and exit status, and gets its
-//! cgroup under the pod's (`tinyo-shim/pod-<id>/<container id>`).
+//! cgroup under the pod's (`tinyo-shim/pod-<id>/<container id>`). The infra process has its
+//! own beside them (`tinyo-shim/pod-<id>/infra`), as a kubelet's pause container has; `pod rm`
+//! removes it and the pod's cgroup with it.
 //!
 //! The record is `pods/<name>/pod.json`, replaced whole under the state root's lock.
 
@@ -37,6 +39,10 @@ pub struct Pod {
     /// The bridge attachment, for teardown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub net: Option<serde_json::Value>,
+    /// The infra process's cgroups (`<cgroup parent>/infra` in each hierarchy); their
+    /// `created` ancestors include the pod's own cgroup.
+    #[serde(default)]
+    pub cgroups: Vec<tinyo_core::cgroup::Dir>,
 }
 
 impl Pod {
@@ -108,10 +114,29 @@ pub fn remove(roots: &Roots, name: &str) -> Result<()> {
     fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))
 }
 
+/// Makes the infra process's cgroups, `<parent>/infra` in every hierarchy (and the pod's
+/// cgroup `parent` with them).
+pub fn infra_cgroups(parent: &str, id: &str) -> Result<Vec<tinyo_core::cgroup::Dir>> {
+    let path = format!("{parent}/infra");
+    let mut dirs = tinyo_core::cgroup::try_plan(Some(Path::new(&path)), id)
+        .with_context(|| format!("planning the infra cgroup {path}"))?;
+    tinyo_core::cgroup::try_create(&mut dirs)
+        .with_context(|| format!("creating the infra cgroup {path}"))?;
+    Ok(dirs)
+}
+
 /// Starts the infra process: `init -P` in new network, IPC and UTS namespaces named
-/// `hostname`, in its own session, its stdio on /dev/null. Returns once it runs.
-pub fn start_infra(init: &Path, hostname: &str) -> Result<Proc> {
+/// `hostname`, in its own session and the `cgroups`, its stdio on /dev/null. Returns once it
+/// runs.
+pub fn start_infra(
+    init: &Path,
+    hostname: &str,
+    cgroups: &[tinyo_core::cgroup::Dir],
+) -> Result<Proc> {
+    use std::os::fd::AsRawFd;
     let host = std::ffi::CString::new(hostname).context("hostname")?;
+    let join = tinyo_core::cgroup::join_files(cgroups).context("joining the infra cgroup")?;
+    let join_fds: Vec<libc::c_int> = join.iter().map(|f| f.as_raw_fd()).collect();
     let mut cmd = Command::new(init);
     cmd.arg("-P")
         .stdin(Stdio::null())
@@ -125,6 +150,13 @@ pub fn start_infra(init: &Path, hostname: &str) -> Result<Proc> {
                 Ok(())
             }
         };
+        for fd in &join_fds {
+            // SAFETY: write(2) of a 1-byte constant buffer to a descriptor this process owns
+            // (opened above, alive until spawn returns); async-signal-safe.
+            if unsafe { libc::write(*fd, b"0".as_ptr().cast(), 1) } != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
         // SAFETY: setsid takes no arguments and is async-signal-safe.
         check(unsafe { libc::setsid() })?;
         // SAFETY: unshare takes flags only and is async-signal-safe.
@@ -169,24 +201,8 @@ pub fn stop_infra(p: Proc) {
     let _ = tinyo_core::sys::kill(p.pid, libc::SIGKILL);
 }
 
-/// Removes the pod's (empty) cgroup directories in every hierarchy, once its containers'
-/// own are gone. Relative cgroup paths sit under the creator's cgroup in each v1 hierarchy,
-/// which differs between hierarchies, so each is searched (a few levels deep).
+/// Removes the infra cgroups and the pod's own cgroup once its containers' cgroups are gone
+/// (whatever still runs in the infra cgroup is killed first).
 pub fn remove_cgroups(p: &Pod) {
-    let leaf = format!("pod-{}", &p.id[..12]);
-    let mut stack = vec![(PathBuf::from("/sys/fs/cgroup"), 0)];
-    while let Some((dir, depth)) = stack.pop() {
-        let Ok(rd) = fs::read_dir(&dir) else { continue };
-        for e in rd.flatten() {
-            if !e.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            let path = e.path();
-            if e.file_name().to_str() == Some(leaf.as_str()) && dir.ends_with("tinyo-shim") {
-                let _ = fs::remove_dir(&path);
-            } else if depth < 8 {
-                stack.push((path, depth + 1));
-            }
-        }
-    }
+    tinyo_core::cgroup::remove(&p.cgroups);
 }

@@ -413,6 +413,21 @@ pub fn join_self(dirs: &[Dir], in_v2: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// The files through which a process joins `dirs` by writing `0` into each (as
+/// [`join_self`] does): opened beforehand, so that a child between fork and exec can join with
+/// nothing but `write(2)`, which is async-signal-safe.
+pub fn join_files(dirs: &[Dir]) -> io::Result<Vec<fs::File>> {
+    usable(dirs)
+        .map(|d| {
+            let p = d.file(if d.is_v2() { "cgroup.procs" } else { "tasks" });
+            fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .map_err(|e| io::Error::new(e.kind(), format!("opening {}: {e}", p.display())))
+        })
+        .collect()
+}
+
 /// The pids in the container's cgroup (from the pids, freezer, or v2 hierarchy, else the
 /// first).
 pub fn pids(dirs: &[Dir]) -> Vec<i32> {

@@ -111,7 +111,6 @@ fn create(roots: &Roots, a: CreateArgs) -> Result<i32> {
             a.name
         );
     }
-    let infra = pod::start_infra(&init, &hostname)?;
     let mut p = Pod {
         id: state::new_id(),
         name: a.name.clone(),
@@ -119,9 +118,19 @@ fn create(roots: &Roots, a: CreateArgs) -> Result<i32> {
         hostname,
         network: network.to_string(),
         ports: a.publish.clone(),
-        infra: Some(infra),
+        infra: None,
         net: None,
+        cgroups: Vec::new(),
     };
+    p.cgroups = pod::infra_cgroups(&p.cgroup_parent(), &p.id)?;
+    let infra = match pod::start_infra(&init, &p.hostname, &p.cgroups) {
+        Ok(i) => i,
+        Err(e) => {
+            pod::remove_cgroups(&p);
+            return Err(e);
+        }
+    };
+    p.infra = Some(infra);
     let netns = format!("/proc/{}/ns/net", infra.pid);
     let attached = match network {
         "bridge" => crate::net::Network::new(&roots.state)
@@ -136,11 +145,13 @@ fn create(roots: &Roots, a: CreateArgs) -> Result<i32> {
         Ok(net) => p.net = net,
         Err(e) => {
             pod::stop_infra(infra);
+            pod::remove_cgroups(&p);
             return Err(e);
         }
     }
     if let Err(e) = pod::save(roots, &p) {
         teardown(roots, &p);
+        pod::remove_cgroups(&p);
         return Err(e);
     }
     drop(guard);
