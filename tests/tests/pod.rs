@@ -160,6 +160,44 @@ fn containers_of_a_pod_share_its_network_ipc_and_hostname() {
         String::from_utf8_lossy(&o.stderr).contains("pod web is not running"),
         "{o:?}"
     );
+    let o = shim.out(&["start", "server"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("pod web is not running (start it with tinyo-shim pod start web)"),
+        "{o:?}"
+    );
+
+    // pod start: a new infra process, the network and port again, the containers in it.
+    shim.ok(&["pod", "start", "web"]);
+    let pods: Value = serde_json::from_str(&shim.ok(&["pod", "inspect", "web"])).unwrap();
+    assert_eq!(pods[0]["status"], "running", "{pods}");
+    assert_eq!(pods[0]["running_containers"], 2, "{pods}");
+    let infra2 = pods[0]["infra_pid"].as_i64().expect("infra pid");
+    assert_ne!(infra2, infra);
+    let server2 = pid_of(&shim, "server");
+    for kind in ["net", "ipc", "uts"] {
+        assert_eq!(ns(server2, kind), ns(infra2, kind), "{kind}");
+    }
+    let mut body = Err(String::new());
+    for _ in 0..100 {
+        body = http_get_in(&shim.netns(), "127.0.0.1:8081");
+        if body.is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(body.as_deref().map(str::trim), Ok("served-by-pod"));
+    let o = shim.out(&["pod", "start", "web"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("pod web is already running"),
+        "{o:?}"
+    );
+    let o = shim.out(&["start", "server"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("container server is running"),
+        "{o:?}"
+    );
+    shim.ok(&["pod", "stop", "web"]);
     shim.ok(&["pod", "rm", "web"]);
     assert!(shim.ps().is_empty());
     let pods: Value = serde_json::from_str(&shim.ok(&["pod", "ps", "--format", "json"])).unwrap();

@@ -173,6 +173,57 @@ fn always_restarts_a_clean_exit_and_stop_ends_it_during_the_backoff() {
 }
 
 #[test]
+fn start_runs_an_exited_container_again_with_its_changes_and_log() {
+    let shim = Shim::new();
+    shim.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "again",
+        &shim.image,
+        "sh",
+        "-c",
+        "echo run >> /runs; echo runs: $(wc -l < /runs)",
+    ]);
+    wait_for(&shim, "again", "exited", |s| s.starts_with("exited (0)"));
+    shim.ok(&["start", "again"]);
+    wait_for(&shim, "again", "exited again", |s| {
+        s.starts_with("exited (0)")
+    });
+    let logs = shim.ok(&["logs", "again"]);
+    assert_eq!(logs, "runs: 1\nruns: 2\n", "the rootfs keeps its changes");
+    // A failing start leaves the container as it was: here its image layers are gone.
+    let dir = shim
+        .containers()
+        .join(inspect(&shim, "again")["id"].as_str().unwrap());
+    let lower = std::fs::read(dir.join("lower.json")).unwrap();
+    std::fs::write(dir.join("lower.json"), b"[\"/nonexistent\"]").unwrap();
+    let o = shim.out(&["start", "again"]);
+    assert_ne!(o.status.code(), Some(0), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("starting again"),
+        "{o:?}"
+    );
+    assert!(shim.ps()[0]["status"]
+        .as_str()
+        .unwrap()
+        .starts_with("exited"));
+    std::fs::write(dir.join("lower.json"), lower).unwrap();
+    shim.ok(&["start", "again"]);
+    wait_for(&shim, "again", "exited a third time", |s| {
+        s.starts_with("exited (0)")
+    });
+    assert!(shim.ok(&["logs", "again"]).ends_with("runs: 3\n"));
+    let o = shim.out(&["start", "nosuch"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("nosuch"),
+        "{o:?}"
+    );
+    shim.ok(&["rm", "again"]);
+    shim.assert_nothing_left();
+}
+
+#[test]
 fn bad_restart_flags_are_refused_and_leave_nothing() {
     let shim = Shim::new();
     for (flags, words) in [

@@ -49,6 +49,8 @@ enum Command {
     Logs(commands::logs::Args),
     /// Run another command in a running container.
     Exec(commands::exec::Args),
+    /// Start exited containers again, detached (their restart policy and checks apply).
+    Start(commands::start::StartArgs),
     /// Stop a container: SIGTERM, then SIGKILL after a grace period.
     Stop(commands::stop::StopArgs),
     /// Send a signal to a container's main process.
@@ -80,6 +82,7 @@ fn main() {
         Command::Ps(a) => commands::ps::run(&roots, a),
         Command::Logs(a) => commands::logs::run(&roots, a),
         Command::Exec(a) => commands::exec::run(&roots, a),
+        Command::Start(a) => commands::start::run(&roots, a),
         Command::Stop(a) => commands::stop::stop(&roots, a),
         Command::Kill(a) => commands::stop::kill(&roots, a),
         Command::Rm(a) => commands::stop::rm(&roots, a),

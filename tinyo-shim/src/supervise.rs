@@ -55,7 +55,7 @@ struct Stdio {
 
 /// Runs the supervisor for container `id`; returns the exit code for the caller (the
 /// container's, or 125 when the container could not be set up).
-pub fn run(roots: &Roots, id: &str, ready: Option<OwnedFd>) -> i32 {
+pub fn run(roots: &Roots, id: &str, ready: Option<OwnedFd>, existing: bool) -> i32 {
     let dir = roots.container(id);
     let mut ready = ready.map(fs::File::from);
     let mut backoff = Backoff::default();
@@ -71,7 +71,11 @@ pub fn run(roots: &Roots, id: &str, ready: Option<OwnedFd>) -> i32 {
             }
             Err(e) if first => {
                 let msg = format!("{e:#}");
-                teardown_failed(roots, id, &dir);
+                if existing {
+                    unstarted(roots, id, &dir);
+                } else {
+                    teardown_failed(roots, id, &dir);
+                }
                 match ready.as_mut() {
                     Some(r) => {
                         let _ = writeln!(r, "error: {msg}");
@@ -171,6 +175,21 @@ fn teardown_failed(roots: &Roots, id: &str, dir: &Path) {
         let _ = crate::network::teardown(roots, &rec);
     }
     let _ = fs::remove_dir_all(dir);
+}
+
+/// A `start` whose setup failed: the container stays, exited as before, with nothing of the
+/// attempt left (runtime state, network).
+fn unstarted(roots: &Roots, id: &str, dir: &Path) {
+    let _ = roots.runtime().delete(id, true);
+    if let Ok(rec) = state::load(dir) {
+        let _ = crate::network::teardown(roots, &rec);
+    }
+    let _ = state::update(dir, |r| {
+        r.status = Status::Exited;
+        r.pid = None;
+        r.net = None;
+        r.supervisor = None;
+    });
 }
 
 /// Creates the container with its stdio, attaches its network and starts it.

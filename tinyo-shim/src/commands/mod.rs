@@ -7,6 +7,7 @@ pub mod play;
 pub mod pod;
 pub mod ps;
 pub mod run;
+pub mod start;
 pub mod stop;
 
 /// Parses `1024`, `512k`, `100m`, `2g` (binary units, case-insensitive; a trailing `b` is

@@ -1,4 +1,4 @@
-//! `tinyo-shim pod create|ps|inspect|stop|rm`: pods whose containers share network, IPC and
+//! `tinyo-shim pod create|ps|inspect|start|stop|rm`: pods whose containers share network, IPC and
 //! UTS namespaces (see [`crate::pod`]); containers join with `run --pod NAME`.
 
 use std::path::Path;
@@ -17,6 +17,8 @@ pub enum PodCommand {
     Ps(PsArgs),
     /// Print what is known of pods and their containers, as JSON.
     Inspect(NamesArgs),
+    /// Start a stopped pod: its infra process and network, then its exited containers.
+    Start(NamesArgs),
     /// Stop a pod's containers, then its infra process.
     Stop(NamesArgs),
     /// Remove pods (-f stops them and removes their containers first).
@@ -63,6 +65,13 @@ pub fn run(roots: &Roots, c: PodCommand) -> Result<i32> {
         PodCommand::Create(a) => create(roots, a),
         PodCommand::Ps(a) => ps(roots, a),
         PodCommand::Inspect(a) => inspect(roots, a),
+        PodCommand::Start(a) => {
+            for name in &a.names {
+                start(roots, name)?;
+                println!("{name}");
+            }
+            Ok(0)
+        }
         PodCommand::Stop(a) => {
             for name in &a.names {
                 stop(roots, &pod::load(roots, name)?)?;
@@ -122,33 +131,7 @@ fn create(roots: &Roots, a: CreateArgs) -> Result<i32> {
         net: None,
         cgroups: Vec::new(),
     };
-    p.cgroups = pod::infra_cgroups(&p.cgroup_parent(), &p.id)?;
-    let infra = match pod::start_infra(&init, &p.hostname, &p.cgroups) {
-        Ok(i) => i,
-        Err(e) => {
-            pod::remove_cgroups(&p);
-            return Err(e);
-        }
-    };
-    p.infra = Some(infra);
-    let netns = format!("/proc/{}/ns/net", infra.pid);
-    let attached = match network {
-        "bridge" => crate::net::Network::new(&roots.state)
-            .and_then(|n| n.attach(&p.id, Path::new(&netns), &ports))
-            .map(|at| serde_json::to_value(at).ok())
-            .map_err(|e| anyhow::anyhow!("attaching pod {} to the bridge network: {e}", p.name)),
-        _ => crate::network::loopback_up(Path::new(&netns))
-            .map(|()| None)
-            .map_err(|e| anyhow::anyhow!("bringing up lo in pod {}: {e}", p.name)),
-    };
-    match attached {
-        Ok(net) => p.net = net,
-        Err(e) => {
-            pod::stop_infra(infra);
-            pod::remove_cgroups(&p);
-            return Err(e);
-        }
-    }
+    bring_up(roots, &mut p, &init, &ports)?;
     if let Err(e) = pod::save(roots, &p) {
         teardown(roots, &p);
         pod::remove_cgroups(&p);
@@ -157,6 +140,84 @@ fn create(roots: &Roots, a: CreateArgs) -> Result<i32> {
     drop(guard);
     println!("{}", p.id);
     Ok(0)
+}
+
+/// Starts the pod's infra process in its cgroups (made when missing) and attaches its network;
+/// on failure undoes what it did (the cgroups only when it made them).
+fn bring_up(roots: &Roots, p: &mut Pod, init: &Path, ports: &[crate::net::PortMap]) -> Result<()> {
+    let made = p.cgroups.is_empty() || p.cgroups.iter().any(|d| !Path::new(&d.path).is_dir());
+    if made {
+        p.cgroups = pod::infra_cgroups(&p.cgroup_parent(), &p.id)?;
+    }
+    let undo_cgroups = |p: &Pod| {
+        if made {
+            pod::remove_cgroups(p);
+        }
+    };
+    let infra = match pod::start_infra(init, &p.hostname, &p.cgroups) {
+        Ok(i) => i,
+        Err(e) => {
+            undo_cgroups(p);
+            return Err(e);
+        }
+    };
+    p.infra = Some(infra);
+    let netns = format!("/proc/{}/ns/net", infra.pid);
+    let attached = match p.network.as_str() {
+        "bridge" => crate::net::Network::new(&roots.state)
+            .and_then(|n| n.attach(&p.id, Path::new(&netns), ports))
+            .map(|at| serde_json::to_value(at).ok())
+            .map_err(|e| anyhow::anyhow!("attaching pod {} to the bridge network: {e}", p.name)),
+        _ => crate::network::loopback_up(Path::new(&netns))
+            .map(|()| None)
+            .map_err(|e| anyhow::anyhow!("bringing up lo in pod {}: {e}", p.name)),
+    };
+    match attached {
+        Ok(net) => {
+            p.net = net;
+            Ok(())
+        }
+        Err(e) => {
+            pod::stop_infra(infra);
+            p.infra = None;
+            undo_cgroups(p);
+            Err(e)
+        }
+    }
+}
+
+/// `pod start`: a stopped pod's infra process and network again, then its containers.
+fn start(roots: &Roots, name: &str) -> Result<()> {
+    let init = super::run::find_init()?;
+    let members = {
+        let _guard = state::lock(&roots.state)?;
+        let mut p = pod::load(roots, name)?;
+        if p.running() {
+            bail!("pod {name} is already running");
+        }
+        let ports = p
+            .ports
+            .iter()
+            .map(|s| crate::net::parse_port(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        // What a stop left (an infra process killed from outside leaves its attachment).
+        teardown(roots, &p);
+        p.infra = None;
+        p.net = None;
+        bring_up(roots, &mut p, &init, &ports)?;
+        if let Err(e) = pod::save(roots, &p) {
+            teardown(roots, &p);
+            return Err(e);
+        }
+        members(roots, name)?
+    };
+    for r in members {
+        if r.live_status().0 == Status::Exited {
+            super::start::start(roots, &r.id)
+                .map_err(|e| anyhow::anyhow!("pod {name}: starting {}: {e:#}", r.name))?;
+        }
+    }
+    Ok(())
 }
 
 /// The infra process and the network of a pod (idempotent).

@@ -158,6 +158,10 @@ pub struct SuperviseArgs {
     /// Report readiness (`ok` or `error: …`) on this descriptor, then close it.
     #[arg(long)]
     pub ready_fd: Option<i32>,
+    /// The container ran before (`start`): a failed first setup records the failure and
+    /// keeps the container, instead of removing what `run` made.
+    #[arg(long)]
+    pub existing: bool,
     pub id: String,
 }
 
@@ -201,7 +205,7 @@ impl Drop for Unmade {
 
 /// A pod member's spec: the pod's network, IPC and UTS namespaces by path (its hostname is
 /// the pod's, so none is set), its cgroup under the pod's.
-fn join_pod(spec: &mut serde_json::Value, p: &crate::pod::Pod, id: &str) -> Result<()> {
+pub(crate) fn join_pod(spec: &mut serde_json::Value, p: &crate::pod::Pod, id: &str) -> Result<()> {
     let ns = spec["linux"]["namespaces"]
         .as_array_mut()
         .context("the spec has no namespaces")?;
@@ -498,26 +502,45 @@ pub fn run(roots: &Roots, a: Args) -> Result<i32> {
     };
     state::save(&dir, &rec)?;
     drop(guard);
+    if !a.detach {
+        // The foreground supervisor is this very process: same pid, terminal and signals.
+        let mut cmd = supervisor_command(roots)?;
+        let err = cmd.arg(&id).exec();
+        bail!("starting the supervisor {:?}: {err}", cmd.get_program());
+    }
+    spawn_detached_supervisor(roots, &id, false)?;
+    unmade.0 = None;
+    println!("{id}");
+    Ok(0)
+}
+
+/// `tinyo-shim supervise --state … --store …` (the id still to add).
+fn supervisor_command(roots: &Roots) -> Result<Command> {
     let exe = std::env::current_exe().context("finding tinyo-shim's own path")?;
-    let mut cmd = Command::new(&exe);
+    let mut cmd = Command::new(exe);
     cmd.arg("supervise")
         .arg("--state")
         .arg(&roots.state)
         .arg("--store")
         .arg(&roots.store);
-    if !a.detach {
-        // The foreground supervisor is this very process: same pid, terminal and signals.
-        cmd.arg(&id);
-        let err = cmd.exec();
-        bail!("starting the supervisor {}: {err}", exe.display());
+    Ok(cmd)
+}
+
+/// Starts the supervisor of container `id` detached, in its own session, and waits for its
+/// report: Ok once the container runs, else the setup error it sent. `existing`: the
+/// container ran before (`start`), see [`SuperviseArgs::existing`].
+pub(crate) fn spawn_detached_supervisor(roots: &Roots, id: &str, existing: bool) -> Result<()> {
+    let mut cmd = supervisor_command(roots)?;
+    if existing {
+        cmd.arg("--existing");
     }
+    cmd.args(["--ready-fd", "3"]).arg(id);
     let (mut rd, wr) = {
         let (r, w) = tinyo_core::sys::pipe().context("creating the readiness pipe")?;
         (fs::File::from(r), w)
     };
     let wr_raw = wr.as_raw_fd();
-    cmd.args(["--ready-fd", "3", &id])
-        .stdin(std::process::Stdio::null())
+    cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let hook = move || {
@@ -535,22 +558,20 @@ pub fn run(roots: &Roots, a: Args) -> Result<i32> {
     unsafe { cmd.pre_exec(hook) };
     let mut child = cmd
         .spawn()
-        .with_context(|| format!("starting the supervisor {}", exe.display()))?;
+        .with_context(|| format!("starting the supervisor {:?}", cmd.get_program()))?;
     drop(wr);
     let mut report = String::new();
     let _ = rd.read_to_string(&mut report);
     // The supervisor lives on in its own session; its exit status is none of our business
     // unless it died during setup.
     if report.trim() == "ok" {
-        unmade.0 = None;
         drop(child);
-        println!("{id}");
-        return Ok(0);
+        return Ok(());
     }
     let _ = child.wait();
     match report.trim().strip_prefix("error: ") {
         Some(msg) => bail!("{msg}"),
-        None => bail!("the supervisor of {name} exited during setup"),
+        None => bail!("the container's supervisor exited during setup"),
     }
 }
 
@@ -564,7 +585,7 @@ pub fn supervise(a: SuperviseArgs) -> i32 {
         // else in this process owns it.
         unsafe { OwnedFd::from_raw_fd(fd) }
     });
-    crate::supervise::run(&roots, &a.id, ready)
+    crate::supervise::run(&roots, &a.id, ready, a.existing)
 }
 
 #[cfg(test)]
