@@ -224,3 +224,91 @@ fn unsupported_kinds_and_bad_manifests_are_refused_before_anything_runs() {
     assert_eq!(pods, serde_json::json!([]));
     assert!(shim.ps().is_empty());
 }
+
+#[test]
+fn a_privileged_container_runs_only_when_allowed_and_is_unconfined() {
+    let shim = Shim::new();
+    let dir = tempfile::tempdir().unwrap();
+    // What confinement leaves visible: capabilities, seccomp mode, the masked /proc/keys,
+    // /sys read-only, a host device.
+    let probe = "grep -E '^(CapEff|Seccomp):' /proc/self/status; \
+                 grep -c ' /proc/keys ' /proc/mounts; \
+                 grep ' /sys ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1; \
+                 test -c /dev/loop-control && echo loop-control";
+    let yaml = format!(
+        "kind: Pod\nmetadata: {{name: priv}}\nspec:\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: {}\n    command: [sh, -c, \"{probe}\"]\n    securityContext: {{privileged: true}}\n",
+        shim.image
+    );
+    let file = write(&dir, &yaml);
+    let o = shim.out(&["play", "kube", "--network", "none", &file]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains("pod priv container c: privileged: true is refused")
+            && err.contains("--allow-privileged"),
+        "{err}"
+    );
+    let pods: Value = serde_json::from_str(&shim.ok(&["pod", "ps", "--format", "json"])).unwrap();
+    assert_eq!(pods, serde_json::json!([]));
+
+    let wait_exit = |name: &str| {
+        for _ in 0..250 {
+            let s = shim.ps().into_iter().find(|c| c["name"] == name);
+            if s.is_some_and(|c| c["status"].as_str().unwrap_or("").starts_with("exited")) {
+                return shim.ok(&["logs", name]);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("{name} did not exit: {:?}", shim.ps());
+    };
+    shim.ok(&[
+        "play",
+        "kube",
+        "--network",
+        "none",
+        "--allow-privileged",
+        &file,
+    ]);
+    let out = wait_exit("priv-c");
+    let host_has_loop = std::path::Path::new("/dev/loop-control").exists();
+    // Every capability this host can give (its bounding set: this one lacks CAP_SYS_RESOURCE).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let bounding = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(out.contains(&format!("CapEff:\t{bounding}\n")), "{out}");
+    assert!(out.contains("Seccomp:\t0"), "{out}");
+    assert!(
+        out.contains("\n0\nrw\n"),
+        "/proc/keys unmasked, /sys rw: {out}"
+    );
+    assert_eq!(out.contains("loop-control"), host_has_loop, "{out}");
+    shim.ok(&["play", "kube", "--down", &file]);
+
+    // The same probe confined, for contrast.
+    shim.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "plain",
+        "--network",
+        "none",
+        &shim.image,
+        "sh",
+        "-c",
+        probe,
+    ]);
+    let out = wait_exit("plain");
+    assert!(!out.contains(&format!("CapEff:\t{bounding}\n")), "{out}");
+    assert!(out.contains("Seccomp:\t2"), "{out}");
+    assert!(
+        out.contains("\n1\nro\n"),
+        "/proc/keys masked, /sys ro: {out}"
+    );
+    assert!(!out.contains("loop-control"), "{out}");
+    shim.ok(&["rm", "plain"]);
+    shim.assert_nothing_left();
+}

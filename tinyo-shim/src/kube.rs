@@ -41,6 +41,9 @@ pub struct Container {
     pub image: String,
     /// Arguments after the image.
     pub args: Vec<String>,
+    /// `securityContext.privileged: true` (its flags have `--privileged`); `play kube` runs
+    /// it only with `--allow-privileged`.
+    pub privileged: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -519,8 +522,9 @@ fn container(
         ]);
     }
     let sc = &c["securityContext"];
-    if sc["privileged"] == Value::Bool(true) {
-        bail!("{at}: privileged containers are refused (tinyo-shim runs none)");
+    let privileged = sc["privileged"] == Value::Bool(true);
+    if privileged {
+        flags.push("--privileged".to_string());
     }
     match (sc["runAsUser"].as_u64(), sc["runAsGroup"].as_u64()) {
         (Some(u), Some(g)) => flags.extend(["-u".to_string(), format!("{u}:{g}")]),
@@ -558,6 +562,7 @@ fn container(
         mounts,
         image,
         args,
+        privileged,
     })
 }
 
@@ -693,7 +698,8 @@ spec:
             err("kind: Service\nmetadata: {name: s}\n").contains("kind Service is not supported")
         );
         let privileged = "kind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: c, image: i, securityContext: {privileged: true}}\n";
-        assert!(err(privileged).contains("privileged containers are refused"));
+        let c = &plan(privileged).unwrap().pods[0].containers[0];
+        assert!(c.privileged && c.flags.contains(&"--privileged".to_string()));
         let missing = "kind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: i\n    env: [{name: X, valueFrom: {configMapKeyRef: {name: nope, key: k}}}]\n";
         assert!(err(missing).contains("no key \"k\" in ConfigMap \"nope\""));
         assert!(err("kind: Pod\nmetadata: {name: p}\nspec: {}\n").contains("no containers"));

@@ -33,6 +33,9 @@ pub struct Options {
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     pub security_opts: Vec<String>,
+    /// docker's `--privileged`: every capability, no seccomp filter, nothing masked, /sys and
+    /// the cgroups writable, the host's devices.
+    pub privileged: bool,
     pub init: Option<PathBuf>,
     pub tty: bool,
     /// (rows, columns) of the caller's terminal, for `-t`.
@@ -70,7 +73,15 @@ pub fn capabilities(add: &[String], drop: &[String]) -> Result<Vec<String>> {
     let drop: Vec<String> = drop.iter().map(|c| cap_name(c)).collect();
     add.iter().chain(&drop).try_for_each(check)?;
     let mut caps: Vec<String> = if add.iter().any(|c| c == "ALL") {
-        known.iter().map(|c| c.to_string()).collect()
+        // As podman: ALL is what this process may hand on (its bounding set), so a host
+        // without, say, CAP_SYS_RESOURCE still runs `--privileged` containers.
+        let bounding = bounding_set();
+        known
+            .iter()
+            .enumerate()
+            .filter(|(bit, _)| bounding.is_none_or(|b| b & (1u64 << bit) != 0))
+            .map(|(_, c)| c.to_string())
+            .collect()
     } else {
         DOCKER_DEFAULT_CAPS.iter().map(|c| c.to_string()).collect()
     };
@@ -85,6 +96,14 @@ pub fn capabilities(add: &[String], drop: &[String]) -> Result<Vec<String>> {
         caps.retain(|c| !drop.contains(c));
     }
     Ok(caps)
+}
+
+/// This process's capability bounding set (`CapBnd` of /proc/self/status), bit N being
+/// capability number N; None when it cannot be read.
+fn bounding_set() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapBnd:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
 }
 
 /// `-v SRC:DST[:ro|rw]` as a bind mount. Only host paths: named volumes do not exist here.
@@ -226,7 +245,11 @@ pub fn build(img: &Image, o: &Options, id: &str) -> Result<Value> {
     if !groups.is_empty() {
         p["user"]["additionalGids"] = json!(groups);
     }
-    let caps = capabilities(&o.cap_add, &o.cap_drop)?;
+    let mut add = o.cap_add.clone();
+    if o.privileged {
+        add.push("ALL".into());
+    }
+    let caps = capabilities(&add, &o.cap_drop)?;
     p["capabilities"] = json!({
         "bounding": caps, "effective": caps, "permitted": caps,
     });
@@ -274,6 +297,9 @@ pub fn build(img: &Image, o: &Options, id: &str) -> Result<Value> {
             ),
         }
     }
+    if o.privileged {
+        seccomp = None;
+    }
     if let Some(s) = seccomp {
         spec["linux"]["seccomp"] = s;
     }
@@ -300,7 +326,81 @@ pub fn build(img: &Image, o: &Options, id: &str) -> Result<Value> {
             mounts.push(volume(v)?);
         }
     }
+    if o.privileged {
+        unconfine(&mut spec, Path::new("/dev"))?;
+    }
     Ok(spec)
+}
+
+/// The rest of `--privileged` (capabilities and seccomp are done by [`build`]): no masked or
+/// read-only paths, /sys and the cgroup mount writable, every device of `dev` (the host's
+/// /dev, but not its pty, shm or mqueue instances, nor the nodes a container gets its own of)
+/// created in the container and allowed by the device cgroup.
+fn unconfine(spec: &mut Value, dev: &Path) -> Result<()> {
+    let linux = &mut spec["linux"];
+    linux["maskedPaths"] = json!([]);
+    linux["readonlyPaths"] = json!([]);
+    linux["devices"] = json!(host_devices(dev)?);
+    linux["resources"]["devices"] = json!([{"allow": true, "access": "rwm"}]);
+    for m in spec["mounts"].as_array_mut().into_iter().flatten() {
+        if m["type"] == "sysfs" || m["type"] == "cgroup" {
+            if let Some(opts) = m["options"].as_array_mut() {
+                opts.retain(|o| o != "ro");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Character and block devices under `dev`, as runtime-spec `linux.devices` entries (paths as
+/// in the container, under /dev).
+fn host_devices(dev: &Path) -> Result<Vec<Value>> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    const SKIP_DIRS: [&str; 4] = ["pts", "shm", "mqueue", "hugepages"];
+    const OWN: [&str; 3] = ["console", "ptmx", "tty"];
+    let mut out = Vec::new();
+    let mut stack = vec![(dev.to_path_buf(), 0)];
+    while let Some((dir, depth)) = stack.pop() {
+        let rd = std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?;
+        for e in rd.flatten() {
+            let path = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            // symlink_metadata: links (/dev/fd, /dev/stdin…) are neither followed nor copied.
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let ft = meta.file_type();
+            if ft.is_dir() {
+                if depth < 3 && !(depth == 0 && SKIP_DIRS.contains(&name.as_str())) {
+                    stack.push((path, depth + 1));
+                }
+                continue;
+            }
+            let typ = if ft.is_char_device() {
+                "c"
+            } else if ft.is_block_device() {
+                "b"
+            } else {
+                continue;
+            };
+            if depth == 0 && OWN.contains(&name.as_str()) {
+                continue;
+            }
+            let rel = path.strip_prefix(dev).unwrap_or(&path);
+            let rdev = meta.rdev();
+            out.push(json!({
+                "path": Path::new("/dev").join(rel),
+                "type": typ,
+                "major": libc::major(rdev),
+                "minor": libc::minor(rdev),
+                "fileMode": meta.mode() & 0o7777,
+                "uid": meta.uid(),
+                "gid": meta.gid(),
+            }));
+        }
+    }
+    out.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -316,6 +416,49 @@ mod tests {
         let c = capabilities(&["KILL".into()], &["ALL".into()]).unwrap();
         assert_eq!(c, vec!["CAP_KILL"]);
         assert!(capabilities(&["FLY".into()], &[]).is_err());
+    }
+
+    #[test]
+    fn privileged_unmasks_and_lists_the_devices_of_dev() {
+        // A stand-in /dev: devices cannot be made without root, so only the walk's filters on
+        // what is not a device are checked here, and /dev/null from the host.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("pts")).unwrap();
+        std::fs::write(dir.path().join("file"), "").unwrap();
+        std::os::unix::fs::symlink("/proc/self/fd", dir.path().join("fd")).unwrap();
+        assert_eq!(host_devices(dir.path()).unwrap(), Vec::<Value>::new());
+        let host = host_devices(Path::new("/dev")).unwrap();
+        let null = host.iter().find(|d| d["path"] == "/dev/null").unwrap();
+        assert_eq!(
+            (
+                null["type"].as_str(),
+                null["major"].as_u64(),
+                null["minor"].as_u64()
+            ),
+            (Some("c"), Some(1), Some(3))
+        );
+        assert!(!host.iter().any(|d| {
+            let p = d["path"].as_str().unwrap();
+            p.starts_with("/dev/pts/") || p == "/dev/console" || p == "/dev/ptmx" || p == "/dev/tty"
+        }));
+        let mut spec = serde_json::to_value(oci_spec::runtime::Spec::default()).unwrap();
+        unconfine(&mut spec, dir.path()).unwrap();
+        assert_eq!(spec["linux"]["maskedPaths"], json!([]));
+        assert_eq!(spec["linux"]["readonlyPaths"], json!([]));
+        assert_eq!(
+            spec["linux"]["resources"]["devices"],
+            json!([{"allow": true, "access": "rwm"}])
+        );
+        let sys = spec["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["type"] == "sysfs")
+            .unwrap();
+        assert!(
+            !sys["options"].as_array().unwrap().contains(&json!("ro")),
+            "{sys}"
+        );
     }
 
     #[test]

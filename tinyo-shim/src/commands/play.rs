@@ -23,6 +23,10 @@ pub struct KubeArgs {
     /// The pods' network: bridge or none [default: bridge when the CNI plugins are installed].
     #[arg(long)]
     pub network: Option<String>,
+    /// Run containers whose securityContext says `privileged: true` (refused otherwise: such a
+    /// container can take over this machine).
+    #[arg(long)]
+    pub allow_privileged: bool,
     pub file: PathBuf,
 }
 
@@ -49,6 +53,21 @@ pub fn run(roots: &Roots, c: PlayCommand) -> Result<i32> {
             }
         }
         return Ok(0);
+    }
+    if !a.allow_privileged {
+        for p in &plan.pods {
+            if let Some(c) = p.init.iter().chain(&p.containers).find(|c| c.privileged) {
+                bail!(
+                    "{}: pod {} container {}: privileged: true is refused (a privileged container \
+                     can take over this machine); pass --allow-privileged to run it",
+                    a.file.display(),
+                    p.name,
+                    c.name
+                        .strip_prefix(&format!("{}-", p.name))
+                        .unwrap_or(&c.name)
+                );
+            }
+        }
     }
     for p in &plan.pods {
         if crate::pod::load(roots, &p.name).is_ok() {

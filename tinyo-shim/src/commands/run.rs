@@ -77,6 +77,10 @@ pub struct Args {
     /// seccomp=unconfined, seccomp=PROFILE.json, no-new-privileges.
     #[arg(long)]
     pub security_opt: Vec<String>,
+    /// As docker's: every capability, no seccomp filter, no masked paths, /sys writable and
+    /// the host's devices. The container can then take over the machine.
+    #[arg(long)]
+    pub privileged: bool,
     /// Run the command as PID 1 instead of under tinyo-init.
     #[arg(long)]
     pub no_init: bool,
@@ -435,6 +439,7 @@ pub fn run(roots: &Roots, a: Args) -> Result<i32> {
         cap_add: a.cap_add.clone(),
         cap_drop: a.cap_drop.clone(),
         security_opts: a.security_opt.clone(),
+        privileged: a.privileged,
         init,
         tty: a.tty,
         console_size,
