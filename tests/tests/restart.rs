@@ -224,6 +224,114 @@ fn start_runs_an_exited_container_again_with_its_changes_and_log() {
 }
 
 #[test]
+fn after_a_crash_of_everything_pod_start_all_and_start_all_bring_back_what_should_run() {
+    let shim = Shim::new();
+    shim.ok(&[
+        "pod",
+        "create",
+        "--network",
+        "bridge",
+        "-p",
+        "8082:80",
+        "web",
+    ]);
+    let loop_ = "while sleep 0.05; do :; done";
+    shim.ok(&[
+        "run",
+        "-d",
+        "--pod",
+        "web",
+        "--name",
+        "server",
+        "--restart",
+        "always",
+        &shim.image,
+        "sh",
+        "-c",
+        "mkdir -p /w && echo back > /w/index.html && exec httpd -f -p 80 -h /w",
+    ]);
+    for (name, policy) in [
+        ("keeper", "unless-stopped"),
+        ("stopped", "unless-stopped"),
+        ("never", "no"),
+    ] {
+        shim.ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--restart",
+            policy,
+            &shim.image,
+            "sh",
+            "-c",
+            loop_,
+        ]);
+    }
+    shim.ok(&["stop", "-t", "1", "stopped"]);
+    // What a power cut does: every supervisor, container and infra process gone at once, the
+    // records still saying running.
+    let pid = |v: &Value| v["pid"].as_i64().map(|p| p as i32);
+    let mut victims = Vec::new();
+    for name in ["server", "keeper", "never"] {
+        let r = inspect(&shim, name);
+        victims.extend(pid(&r["supervisor"]));
+        victims.extend(pid(&r["pid"]));
+    }
+    let pods: Value = serde_json::from_str(&shim.ok(&["pod", "inspect", "web"])).unwrap();
+    victims.push(pods[0]["infra_pid"].as_i64().unwrap() as i32);
+    for p in victims {
+        // SAFETY: kill(2) with a pid and a signal number.
+        unsafe { libc::kill(p, libc::SIGKILL) };
+    }
+    for name in ["server", "keeper", "never"] {
+        wait_for(&shim, name, "lost", |s| s.starts_with("exited"));
+    }
+
+    assert_eq!(shim.ok(&["pod", "start", "--all"]).trim(), "web");
+    wait_for(&shim, "server", "running again", |s| {
+        s.starts_with("running")
+    });
+    let started = shim.ok(&[
+        "start",
+        "--all",
+        "--filter",
+        "restart-policy=always",
+        "--filter",
+        "restart-policy=unless-stopped",
+    ]);
+    assert_eq!(
+        started.trim(),
+        "keeper",
+        "a stopped unless-stopped and a `no` stay down"
+    );
+    wait_for(&shim, "keeper", "running again", |s| {
+        s.starts_with("running")
+    });
+    assert!(shim.status("stopped").unwrap().starts_with("exited"));
+    assert!(shim.status("never").unwrap().starts_with("exited"));
+    let mut body = Err(String::new());
+    for _ in 0..100 {
+        body = tinyo_tests::host::http_get_in(&shim.netns(), "127.0.0.1:8082");
+        if body.is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(body.as_deref().map(str::trim), Ok("back"));
+    let o = shim.out(&["start", "--all", "--filter", "color=blue"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("only restart-policy"),
+        "{o:?}"
+    );
+    for name in ["keeper", "stopped", "never"] {
+        shim.ok(&["rm", "-f", name]);
+    }
+    shim.ok(&["pod", "rm", "-f", "web"]);
+    shim.assert_nothing_left();
+}
+
+#[test]
 fn bad_restart_flags_are_refused_and_leave_nothing() {
     let shim = Shim::new();
     for (flags, words) in [

@@ -23,8 +23,8 @@ pub enum Policy {
     OnFailure(Option<u32>),
     /// Whatever its status.
     Always,
-    /// As `always`. (Docker's difference, not restarting after the daemon restarts if it had
-    /// been stopped, has no meaning without a daemon: a stopped container stays stopped.)
+    /// As `always`, except at boot: `start --all` leaves a container a user stopped alone
+    /// (docker's difference when its daemon restarts).
     UnlessStopped,
 }
 

@@ -18,7 +18,7 @@ pub enum PodCommand {
     /// Print what is known of pods and their containers, as JSON.
     Inspect(NamesArgs),
     /// Start a stopped pod: its infra process and network, then its exited containers.
-    Start(NamesArgs),
+    Start(StartArgs),
     /// Stop a pod's containers, then its infra process.
     Stop(NamesArgs),
     /// Remove pods (-f stops them and removes their containers first).
@@ -53,6 +53,15 @@ pub struct NamesArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct StartArgs {
+    /// Every pod that is not running (at boot, before `start --all`).
+    #[arg(short, long, conflicts_with = "names")]
+    pub all: bool,
+    #[arg(required_unless_present = "all")]
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct RmArgs {
     #[arg(short, long)]
     pub force: bool,
@@ -65,6 +74,19 @@ pub fn run(roots: &Roots, c: PodCommand) -> Result<i32> {
         PodCommand::Create(a) => create(roots, a),
         PodCommand::Ps(a) => ps(roots, a),
         PodCommand::Inspect(a) => inspect(roots, a),
+        PodCommand::Start(a) if a.all => {
+            let mut failed = 0;
+            for p in pod::list(roots)?.into_iter().filter(|p| !p.running()) {
+                match start(roots, &p.name) {
+                    Ok(()) => println!("{}", p.name),
+                    Err(e) => {
+                        eprintln!("tinyo-shim: pod {}: {e:#}", p.name);
+                        failed += 1;
+                    }
+                }
+            }
+            Ok(if failed > 0 { 125 } else { 0 })
+        }
         PodCommand::Start(a) => {
             for name in &a.names {
                 start(roots, name)?;

@@ -1,6 +1,11 @@
 //! `tinyo-shim start NAME…`: runs exited containers again, detached, each from its record and
 //! bundle as a restart would (same rootfs changes, log, restart policy and checks). A member of
 //! a pod joins the pod's current infra process, so the pod must run (`pod start`).
+//!
+//! `start --all [--filter restart-policy=P]…` is what a boot-time unit runs, there being no
+//! daemon to bring containers back after a reboot (as `podman-restart.service` does): every
+//! exited container outside a stopped pod, or those with one of the policies. With
+//! `unless-stopped`, a container a user stopped (`stop`) stays stopped.
 
 use anyhow::{bail, Context, Result};
 
@@ -8,17 +13,63 @@ use crate::state::{self, Roots, Status};
 
 #[derive(Debug, clap::Args)]
 pub struct StartArgs {
-    #[arg(required = true)]
+    /// Every exited container (not those of a pod that is not running).
+    #[arg(short, long, conflicts_with = "ids")]
+    pub all: bool,
+    /// With --all: only containers with this restart policy (restart-policy=always,
+    /// unless-stopped, on-failure or no); may be repeated.
+    #[arg(long, requires = "all")]
+    pub filter: Vec<String>,
+    #[arg(required_unless_present = "all")]
     pub ids: Vec<String>,
 }
 
 pub fn run(roots: &Roots, a: StartArgs) -> Result<i32> {
-    for key in &a.ids {
-        let r = state::find(roots, key)?;
-        start(roots, &r.id).with_context(|| format!("starting {}", r.name))?;
-        println!("{key}");
+    if !a.all {
+        for key in &a.ids {
+            let r = state::find(roots, key)?;
+            start(roots, &r.id).with_context(|| format!("starting {}", r.name))?;
+            println!("{key}");
+        }
+        return Ok(0);
     }
-    Ok(0)
+    let mut policies = Vec::new();
+    for f in &a.filter {
+        match f.split_once('=') {
+            Some(("restart-policy", p)) => {
+                let p: crate::restart::Policy = p.parse()?;
+                policies.push(p.to_string().split(':').next().unwrap_or("").to_string());
+            }
+            _ => bail!("--filter {f:?}: only restart-policy=POLICY is supported"),
+        }
+    }
+    let mut failed = 0;
+    for r in state::list(roots)? {
+        if r.live_status().0 != Status::Exited || r.auto_remove {
+            continue;
+        }
+        let policy = r.restart.to_string();
+        let policy = policy.split(':').next().unwrap_or("");
+        if !policies.is_empty() && !policies.iter().any(|p| p == policy) {
+            continue;
+        }
+        if r.restart == crate::restart::Policy::UnlessStopped && r.stop_requested {
+            continue;
+        }
+        if let Some(pod) = &r.pod {
+            if !crate::pod::load(roots, pod).is_ok_and(|p| p.running()) {
+                continue;
+            }
+        }
+        match start(roots, &r.id) {
+            Ok(()) => println!("{}", r.name),
+            Err(e) => {
+                eprintln!("tinyo-shim: starting {}: {e:#}", r.name);
+                failed += 1;
+            }
+        }
+    }
+    Ok(if failed > 0 { 125 } else { 0 })
 }
 
 /// Starts the exited container `id` again and waits until it runs.
@@ -29,6 +80,10 @@ pub fn start(roots: &Roots, id: &str) -> Result<()> {
         // `start`s cannot both spawn a supervisor.
         let _guard = state::lock(&roots.state)?;
         let r = state::load(&dir)?;
+        if r.status != Status::Exited && r.live_status().0 == Status::Exited {
+            // Lost (its supervisor died with the machine): clear what the last run left.
+            super::stop::clean_unsupervised(roots, &r);
+        }
         match r.live_status().0 {
             Status::Exited => {}
             _ => bail!(

@@ -52,7 +52,7 @@ fn wait_exited(roots: &Roots, r: &Record, limit: Duration) -> bool {
 
 /// When no supervisor is left to do it: records the exit and tears down the container's
 /// runtime state, cgroups and network.
-fn clean_unsupervised(roots: &Roots, r: &Record) {
+pub(crate) fn clean_unsupervised(roots: &Roots, r: &Record) {
     let dir = roots.container(&r.id);
     let rt = roots.runtime();
     if let Some(p) = r.pid.filter(|p| p.alive()) {
