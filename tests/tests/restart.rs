@@ -219,6 +219,34 @@ fn start_runs_an_exited_container_again_with_its_changes_and_log() {
         String::from_utf8_lossy(&o.stderr).contains("nosuch"),
         "{o:?}"
     );
+    // Two starts at once: one runs it, the other finds it no longer exited (or, if the second
+    // came after the first run had already ended, runs it once more): never two at a time.
+    let both: Vec<_> = (0..2)
+        .map(|_| {
+            shim.cmd(&["start", "again"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<_> = both
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let ok = outs.iter().filter(|o| o.status.success()).count();
+    assert!(ok >= 1, "{outs:?}");
+    if let Some(refused) = outs.iter().find(|o| !o.status.success()) {
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains("not exited"),
+            "{refused:?}"
+        );
+    }
+    wait_for(&shim, "again", "exited a fourth time", |s| {
+        s.starts_with("exited (0)")
+    });
+    let want: String = (1..=3 + ok).map(|n| format!("runs: {n}\n")).collect();
+    assert_eq!(shim.ok(&["logs", "again"]), want);
     shim.ok(&["rm", "again"]);
     shim.assert_nothing_left();
 }

@@ -177,8 +177,10 @@ fn start(
 
 /// Waits for container `name` to exit (init containers run to completion, however long).
 fn wait_exit(roots: &Roots, name: &str) -> Result<i32> {
+    // Found once; then only its own record is read.
+    let dir = roots.container(&state::find(roots, name)?.id);
     loop {
-        let r = state::find(roots, name)?;
+        let r = state::load(&dir).with_context(|| format!("container {name}"))?;
         if r.live_status().0 == Status::Exited {
             return Ok(r.exit_code.unwrap_or(255));
         }

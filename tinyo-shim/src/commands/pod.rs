@@ -310,13 +310,18 @@ fn rm(roots: &Roots, a: RmArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn summary(roots: &Roots, p: &Pod) -> Result<serde_json::Value> {
-    let members = members(roots, &p.name)?;
+/// A pod as `pod ps`/`pod inspect` show it; `all` is every container record (read once for
+/// all the pods listed).
+fn summary(all: &[Record], p: &Pod) -> serde_json::Value {
+    let members: Vec<&Record> = all
+        .iter()
+        .filter(|r| r.pod.as_deref() == Some(p.name.as_str()))
+        .collect();
     let running = members
         .iter()
         .filter(|r| r.live_status().0 == Status::Running)
         .count();
-    Ok(json!({
+    json!({
         "id": p.id, "name": p.name, "created": p.created,
         "status": if p.running() { "running" } else { "exited" },
         "hostname": p.hostname, "network": p.network, "ports": p.ports,
@@ -325,17 +330,15 @@ fn summary(roots: &Roots, p: &Pod) -> Result<serde_json::Value> {
             "id": r.id, "name": r.name, "status": super::ps::status_text(r),
         })).collect::<Vec<_>>(),
         "running_containers": running,
-    }))
+    })
 }
 
 fn ps(roots: &Roots, a: PsArgs) -> Result<i32> {
     let pods = pod::list(roots)?;
+    let all = state::list(roots)?;
     match a.format.as_str() {
         "json" => {
-            let v = pods
-                .iter()
-                .map(|p| summary(roots, p))
-                .collect::<Result<Vec<_>>>()?;
+            let v: Vec<_> = pods.iter().map(|p| summary(&all, p)).collect();
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         "table" => {
@@ -344,7 +347,7 @@ fn ps(roots: &Roots, a: PsArgs) -> Result<i32> {
                 "ID", "NAME", "STATUS", "CONTAINERS"
             );
             for p in &pods {
-                let s = summary(roots, p)?;
+                let s = summary(&all, p);
                 println!(
                     "{:<12}  {:<20}  {:<8}  {:<10}  {}",
                     &p.id[..12],
@@ -366,9 +369,10 @@ fn ps(roots: &Roots, a: PsArgs) -> Result<i32> {
 
 fn inspect(roots: &Roots, a: NamesArgs) -> Result<i32> {
     let mut out = Vec::new();
+    let all = state::list(roots)?;
     for name in &a.names {
         let p = pod::load(roots, name)?;
-        let mut v = summary(roots, &p)?;
+        let mut v = summary(&all, &p);
         v["net"] = p.net.clone().unwrap_or(serde_json::Value::Null);
         out.push(v);
     }

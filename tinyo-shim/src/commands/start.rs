@@ -107,14 +107,16 @@ pub fn start(roots: &Roots, id: &str) -> Result<()> {
             state::write_atomic(&path, &serde_json::to_vec_pretty(&spec)?)?;
         }
         // Started detached: no terminal or stdin to relay; a stop asked of the last run is
-        // forgotten. The supervisor's setup marks it running.
+        // forgotten. Claimed with this process as its supervisor until the real one takes
+        // over in its setup, so a second `start` meanwhile sees it created, not exited (and
+        // if this process dies first, it is lost, as any dead supervisor's container).
         state::update(&dir, |r| {
             r.stop_requested = false;
             r.next_restart = None;
             r.detached = true;
             r.interactive = false;
             r.status = Status::Created;
-            r.supervisor = None;
+            r.supervisor = state::Proc::of(std::process::id() as i32);
         })?;
     }
     let started = super::run::spawn_detached_supervisor(roots, id, true);
@@ -123,6 +125,7 @@ pub fn start(roots: &Roots, id: &str) -> Result<()> {
         let _ = state::update(&dir, |r| {
             if r.status == Status::Created {
                 r.status = Status::Exited;
+                r.supervisor = None;
             }
         });
     }
