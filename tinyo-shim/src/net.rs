@@ -4,11 +4,11 @@
 //! # Modes
 //! - `none`: the container gets its own netns with only `lo`, brought up by [`Network::loopback_up`].
 //! - `host`: nothing to do here (the container shares the supervisor's netns).
-//! - `bridge`: [`Network::attach`] runs a CNI `ADD` of the conflist `bridge` (bridge
-//!   [`BRIDGE`], gateway + masquerade + hairpin, `host-local` IPAM on [`SUBNET`]) → `firewall`
-//!   (accepts the container's traffic in `FORWARD`, which matters on hosts whose `FORWARD` policy
-//!   is `DROP`) → `portmap` (only when ports are published), and brings `lo` up. [`Network::detach`]
-//!   runs the `DEL` in reverse order.
+//! - `bridge`: [`Network::attach`] brings `lo` up, runs a CNI `ADD` of the conflist `bridge`
+//!   (the veth pair, bridge [`BRIDGE`] as gateway with hairpin, `host-local` IPAM on [`SUBNET`]),
+//!   then installs forwarding, masquerade and the published ports itself ([`firewall`]: one
+//!   `iptables-save` and one `iptables-restore` instead of the CNI `firewall` and `portmap`
+//!   plugins' dozen `iptables` processes). [`Network::detach`] undoes both.
 //!
 //! # How the caller uses it
 //! - Call [`Network::attach`] while the container is *created but not started* (its init is
@@ -20,26 +20,30 @@
 //!   has exited. A path whose netns is not the one recorded at attach time (pid reuse) is treated
 //!   as gone, so a stale `/proc/<pid>` can never make us delete `eth0` in somebody else's netns.
 //! - No bind-mounted netns file is needed: when the netns is gone, the kernel has already removed
-//!   the veth pair, the plugins release the IPAM lease and the port/firewall rules without a netns,
-//!   and this module removes the bridge plugin's masquerade chain itself (bridge 1.1.1 skips that
-//!   part of `DEL` when `CNI_NETNS` is empty).
+//!   the veth pair, host-local releases the IPAM lease without a netns, and the port rules are
+//!   found by their `tinyo:<id>` comment. (Records written by earlier tinyo versions, whose
+//!   conflist still names `firewall`/`portmap` and the bridge's `ipMasq`, are detached the old
+//!   way, plugin by plugin.)
 //! - A copy of [`Attached`] is also kept under `root/net/containers/<id>.json` so a restarted
 //!   supervisor can find it ([`Network::attached`]).
 //!
 //! # Side effects on the host (expected of bridge networking, as with docker/podman)
 //! The bridge plugin sets `net.ipv4.ip_forward=1` and creates the bridge `tinyo0` (kept across
-//! containers, like `docker0`); portmap (with `snat`) sets `route_localnet=1` on `tinyo0` so that
-//! `127.0.0.1:HOST` reaches the container. Shared chains (`CNI-HOSTPORT-*`, `CNI-FORWARD`,
-//! `CNI-ADMIN`) stay; every per-container rule and chain is removed on detach.
+//! containers, like `docker0`); publishing a port sets `route_localnet=1` on `tinyo0` so that
+//! `127.0.0.1:HOST` reaches the container. The shared chains (`TINYO-FORWARD`,
+//! `TINYO-POSTROUTING`, `TINYO-HOSTPORTS`, their jumps and the localhost guard) stay; every
+//! per-container rule is removed on detach.
 //!
 //! # State (all under `root/net/`)
 //! - `ipam/` — host-local's `dataDir` (`ipam/tinyo/<ip>` lease files);
 //! - `ports.json` + `ports.lock` — host-port reservations of tinyo containers, guarded by `flock`;
+//! - `firewall.lock` — serialises the iptables read-modify-write of concurrent attaches;
 //! - `containers/<id>.json` — the [`Attached`] record of each attached container.
 
 // The CLI/supervisor (written separately) will use these items; until it does, they look unused.
 #![allow(dead_code)]
 
+pub mod firewall;
 #[cfg(test)]
 mod tests;
 
@@ -56,6 +60,9 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+#[cfg(test)]
+use firewall::LOCALNET_GUARD_COMMENT;
+
 /// CNI spec version we speak (the 1.1.1 plugins accept 0.1.0 … 1.0.0).
 pub const CNI_VERSION: &str = "1.0.0";
 /// CNI network name (host-local keeps leases in `dataDir/<name>/`; iptables comments name it).
@@ -70,8 +77,9 @@ pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 89, 0, 1);
 pub const CONTAINER_IFNAME: &str = "eth0";
 /// Default plugin directory of Debian's `containernetworking-plugins`.
 pub const DEFAULT_PLUGIN_DIR: &str = "/usr/lib/cni";
-/// Plugins this module runs.
-pub const REQUIRED_PLUGINS: [&str; 4] = ["bridge", "host-local", "firewall", "portmap"];
+/// Plugins this module runs (records of earlier versions may also name `firewall` and `portmap`,
+/// which their detach runs).
+pub const REQUIRED_PLUGINS: [&str; 2] = ["bridge", "host-local"];
 
 /// Used for the plugins' PATH (they run `iptables`) and to find `iptables` ourselves.
 const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -379,6 +387,8 @@ struct Reservation {
 pub struct Network {
     root: PathBuf,
     plugin_dir: PathBuf,
+    /// PATH the plugins and the iptables tools run with.
+    path: String,
 }
 
 impl Network {
@@ -426,7 +436,22 @@ impl Network {
         Ok(Network {
             root: root.into(),
             plugin_dir,
+            path: system_path(),
         })
+    }
+
+    /// Looks tools (iptables-save, iptables-restore, iptables) up in `dir` first: a seam for
+    /// tests that inject failures.
+    #[cfg(test)]
+    fn with_tools_first(mut self, dir: &Path) -> Network {
+        self.path = format!("{}:{}", dir.display(), self.path);
+        self
+    }
+
+    fn iptables_tools(&self) -> firewall::Iptables {
+        firewall::Iptables {
+            path: self.path.clone(),
+        }
     }
 
     /// `root/net`.
@@ -495,31 +520,22 @@ impl Network {
         Ok(out)
     }
 
-    /// The conflist for a container; `portmap` only when ports are published.
-    pub fn conflist(&self, with_ports: bool) -> Value {
-        let mut plugins = vec![
-            json!({
-                "type": "bridge",
-                "bridge": BRIDGE,
-                "isGateway": true,
-                "ipMasq": true,
-                "hairpinMode": true,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{ "subnet": SUBNET, "gateway": GATEWAY.to_string() }]],
-                    "routes": [{ "dst": "0.0.0.0/0" }],
-                    "dataDir": self.ipam_dir().to_string_lossy(),
-                },
-            }),
-            json!({ "type": "firewall", "backend": "iptables" }),
-        ];
-        if with_ports {
-            plugins.push(json!({
-                "type": "portmap",
-                "capabilities": { "portMappings": true },
-                "snat": true,
-            }));
-        }
+    /// The conflist for a container: the bridge plugin only (links, address, routes); its
+    /// masquerade is off because [`firewall`] installs one shared rule for the whole subnet.
+    pub fn conflist(&self) -> Value {
+        let plugins = vec![json!({
+            "type": "bridge",
+            "bridge": BRIDGE,
+            "isGateway": true,
+            "ipMasq": false,
+            "hairpinMode": true,
+            "ipam": {
+                "type": "host-local",
+                "ranges": [[{ "subnet": SUBNET, "gateway": GATEWAY.to_string() }]],
+                "routes": [{ "dst": "0.0.0.0/0" }],
+                "dataDir": self.ipam_dir().to_string_lossy(),
+            },
+        })];
         json!({ "cniVersion": CNI_VERSION, "name": NETWORK_NAME, "plugins": plugins })
     }
 
@@ -569,15 +585,13 @@ impl Network {
             return Err(NetError::AlreadyAttached { id: id.into() });
         }
 
-        if !ports.is_empty() {
-            ensure_localnet_guard()?;
-        }
         self.reserve_ports(id, ports)?;
-        let conflist = self.conflist(!ports.is_empty());
+        let conflist = self.conflist();
         let mut last_result = None;
         let outcome = self.loopback_up(netns).and_then(|()| {
             let r = self.add_chain(id, &netns_str, &conflist, ports, &mut last_result)?;
             let a = attached_from_result(id, &conflist, r, netns_id, ports)?;
+            self.install_rules(&a)?;
             self.write_record(&a)?;
             Ok(a)
         });
@@ -586,13 +600,45 @@ impl Network {
             Err(e) => {
                 // Undo everything (CNI: DEL the whole list after a failed ADD); the first error
                 // is the one worth reporting, cleanup errors are secondary.
+                if !ports.is_empty() {
+                    let _ = self.remove_rules(id);
+                }
                 let _ = self.del_chain(id, &netns_str, &conflist, ports, last_result.as_ref());
-                let _ = self.remove_masquerade(id);
                 let _ = self.release_ports(id);
                 let _ = remove_file_if_exists(&self.record_path(id));
                 Err(e)
             }
         }
+    }
+
+    /// The shared rules (when missing) and the container's published ports, in one
+    /// iptables-restore; `route_localnet` on the bridge when ports are published.
+    fn install_rules(&self, a: &Attached) -> Result<(), NetError> {
+        let _lock = self.lock("firewall.lock")?;
+        let tools = self.iptables_tools();
+        let mut tx = firewall::Transaction::default();
+        tx.ensure_shared(&tools.save()?);
+        tx.add_ports(&a.id, a.ip, &a.ports);
+        tools.restore(&tx)?;
+        if !a.ports.is_empty() {
+            let knob = PathBuf::from(format!("/proc/sys/net/ipv4/conf/{BRIDGE}/route_localnet"));
+            fs::write(&knob, "1").map_err(|source| NetError::State {
+                action: "writing 1 to",
+                path: knob,
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Removes container `id`'s published-port rules (whatever of them is there).
+    fn remove_rules(&self, id: &str) -> Result<(), NetError> {
+        let _lock = self.lock("firewall.lock")?;
+        let tools = self.iptables_tools();
+        let mine = tools.save()?.hostport_rules_of(id);
+        let mut tx = firewall::Transaction::default();
+        tx.delete_nat(&mine);
+        tools.restore(&tx)
     }
 
     /// Undo [`Network::attach`]: CNI `DEL` in reverse order, masquerade cleanup, port release.
@@ -615,17 +661,23 @@ impl Network {
             Some(p) if NetnsId::of(p).ok() == Some(attached.netns) => netns_arg(p)?,
             _ => String::new(),
         };
-        let mut first_err = self
-            .del_chain(
-                id,
-                &netns_str,
-                &attached.conflist,
-                &attached.ports,
-                Some(&attached.result),
-            )
-            .err();
-        if let Err(e) = self.remove_masquerade(id) {
+        let mut first_err = None;
+        if !attached.ports.is_empty() {
+            first_err = self.remove_rules(id).err();
+        }
+        if let Err(e) = self.del_chain(
+            id,
+            &netns_str,
+            &attached.conflist,
+            &attached.ports,
+            Some(&attached.result),
+        ) {
             first_err.get_or_insert(e);
+        }
+        if legacy_masquerade(&attached.conflist) {
+            if let Err(e) = self.remove_masquerade(id) {
+                first_err.get_or_insert(e);
+            }
         }
         if first_err.is_none() {
             // Keep the reservations and the record while anything is left, so a retry is possible.
@@ -714,7 +766,7 @@ impl Network {
         };
         let mut child = Command::new(&bin)
             .env_clear()
-            .env("PATH", system_path())
+            .env("PATH", &self.path)
             .env("CNI_COMMAND", command)
             .env("CNI_CONTAINERID", id)
             .env("CNI_NETNS", netns)
@@ -776,12 +828,14 @@ impl Network {
 
     // ----- masquerade cleanup ----------------------------------------------------------------
 
-    /// Removes the bridge plugin's per-container masquerade rule and chain (`nat POSTROUTING -s
+    /// (Records of earlier versions, whose bridge plugin ran with `ipMasq`.) Removes the bridge
+    /// plugin's per-container masquerade rule and chain (`nat POSTROUTING -s
     /// IP -j CNI-<hash>` with comment `name: "tinyo" id: "<id>"`). bridge 1.1.1 only removes them
     /// on `DEL` when it can enter the netns and find `eth0`; without a netns they would leak.
     fn remove_masquerade(&self, id: &str) -> Result<(), NetError> {
         let comment = format!("name: \"{NETWORK_NAME}\" id: \"{id}\"");
         let quoted = format!("--comment \"name: \\\"{NETWORK_NAME}\\\" id: \\\"{id}\\\"\"");
+        let iptables = |args: &[&str]| iptables(&self.path, args);
         let listing = iptables(&["-t", "nat", "-S", "POSTROUTING"])?;
         for line in listing
             .lines()
@@ -873,13 +927,18 @@ impl Network {
     }
 
     fn lock_ports(&self) -> Result<fs::File, NetError> {
+        self.lock("ports.lock")
+    }
+
+    /// Takes the exclusive `flock` on `root/net/NAME` (released when the file is dropped).
+    fn lock(&self, name: &str) -> Result<fs::File, NetError> {
         let dir = self.state_dir();
         fs::create_dir_all(&dir).map_err(|source| NetError::State {
             action: "creating",
             path: dir.clone(),
             source,
         })?;
-        let path = dir.join("ports.lock");
+        let path = dir.join(name);
         let f = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -938,52 +997,6 @@ impl Network {
         let bytes = serde_json::to_vec_pretty(a).expect("serialising Attached cannot fail");
         write_atomic(&path, &bytes)
     }
-}
-
-/// Comment of the rule installed by [`ensure_localnet_guard`].
-pub const LOCALNET_GUARD_COMMENT: &str = "tinyo: block containers from host 127.0.0.0/8";
-
-/// portmap's `snat` (what makes `127.0.0.1:HOST` work) sets `route_localnet=1` on the bridge, so
-/// the host would also accept packets that a container (with CAP_NET_RAW, in Docker's default
-/// set) addresses to 127.0.0.0/8 through its veth, reaching services bound to localhost only
-/// (the CVE-2020-8558 class). Like kube-proxy, drop new such connections arriving from the
-/// bridge; replies of the host's own connections to published ports are ESTABLISHED and pass.
-/// The rule is shared by all containers and stays (idempotent, like the CNI-HOSTPORT chains).
-fn ensure_localnet_guard() -> Result<(), NetError> {
-    let rule = [
-        "INPUT",
-        "-i",
-        BRIDGE,
-        "-d",
-        "127.0.0.0/8",
-        "-m",
-        "conntrack",
-        "!",
-        "--ctstate",
-        "RELATED,ESTABLISHED,DNAT",
-        "-m",
-        "comment",
-        "--comment",
-        LOCALNET_GUARD_COMMENT,
-        "-j",
-        "DROP",
-    ];
-    let check: Vec<&str> = ["-t", "filter", "-C"]
-        .iter()
-        .chain(&rule)
-        .copied()
-        .collect();
-    if iptables(&check).is_ok() {
-        return Ok(());
-    }
-    let insert: Vec<&str> = ["-t", "filter", "-I"]
-        .iter()
-        .chain(&rule[..1])
-        .chain(&["1"])
-        .chain(&rule[1..])
-        .copied()
-        .collect();
-    iptables(&insert).map(drop)
 }
 
 /// Fails with `PortInUse` if something on the host (our netns) is bound to the port.
@@ -1149,11 +1162,18 @@ fn system_path() -> String {
     }
 }
 
-/// Runs `iptables -w ARGS` (the same binary the plugins use) and returns its stdout.
-fn iptables(args: &[&str]) -> Result<String, NetError> {
+/// Does this (earlier versions') conflist have the bridge plugin masquerade per container?
+fn legacy_masquerade(conflist: &Value) -> bool {
+    plugins_of(conflist)
+        .iter()
+        .any(|p| plugin_type(p) == "bridge" && p["ipMasq"] == Value::Bool(true))
+}
+
+/// Runs `iptables -w ARGS` (found in `path`) and returns its stdout.
+fn iptables(path: &str, args: &[&str]) -> Result<String, NetError> {
     let shown = args.join(" ");
     let out = Command::new("iptables")
-        .env("PATH", system_path())
+        .env("PATH", path)
         .arg("-w")
         .args(args)
         .stdin(Stdio::null())

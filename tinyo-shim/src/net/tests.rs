@@ -179,6 +179,7 @@ fn rules_of(ip: Ipv4Addr, id: &str) -> Vec<String> {
         format!("{ip}:"),
         format!("{ip} "),
         format!("id: \\\"{id}\\\""),
+        format!("\"tinyo:{id}\""),
     ];
     ipt.lines()
         .chain(nft.lines())
@@ -440,6 +441,9 @@ fn net_published_ports_work() {
     in_test_netns(|| {
         let dir = tempfile::tempdir().unwrap();
         let net = net_in(&dir);
+        // A host whose firewall drops forwarded traffic by default: tinyo's own FORWARD rules
+        // must let the hairpin below through.
+        sh("iptables", &["-w", "-P", "FORWARD", "DROP"]);
         let c = Ctr::new();
         let ports = [
             parse_port("18080:80").unwrap(),
@@ -451,7 +455,7 @@ fn net_published_ports_work() {
         let l = listen_in(&c.netns, 80);
         // Host → gateway address:HOST → container:CTR.
         tcp_roundtrip(&l, None, SocketAddr::from((GATEWAY, 18080)));
-        // Host → 127.0.0.1:HOST (portmap "snat": route_localnet on the bridge + masquerade).
+        // Host → 127.0.0.1:HOST (route_localnet on the bridge + masquerade of local sources).
         tcp_roundtrip(&l, None, "127.0.0.1:18080".parse().unwrap());
         // A mapping bound to 127.0.0.1 answers there only.
         tcp_roundtrip(&l, None, "127.0.0.1:18081".parse().unwrap());
@@ -573,67 +577,47 @@ fn net_port_in_use_refused_without_leftovers() {
 fn net_failure_midway_is_rolled_back() {
     in_test_netns(|| {
         let dir = tempfile::tempdir().unwrap();
-        // Real plugins, except a portmap that fails ADD after bridge+firewall succeeded.
-        let plugins = dir.path().join("plugins");
-        fs::create_dir(&plugins).unwrap();
-        for p in REQUIRED_PLUGINS {
-            if p != "portmap" {
-                std::os::unix::fs::symlink(Path::new(DEFAULT_PLUGIN_DIR).join(p), plugins.join(p))
-                    .unwrap();
-            }
-        }
-        let fake = plugins.join("portmap");
+        // Real plugins and iptables-save, but an iptables-restore that fails after the bridge
+        // plugin made the veth and took a lease.
+        let tools = dir.path().join("tools");
+        fs::create_dir(&tools).unwrap();
+        let fake = tools.join("iptables-restore");
         fs::write(
             &fake,
-            "#!/bin/sh\ncat >/dev/null\nif [ \"$CNI_COMMAND\" = ADD ]; then\n\
-             echo '{\"cniVersion\":\"1.0.0\",\"code\":999,\"msg\":\"injected portmap failure\",\"details\":\"by the test\"}'\n\
-             exit 1\nfi\nexit 0\n",
+            "#!/bin/sh\ncat >/dev/null\necho 'iptables-restore: injected failure by the test' >&2\nexit 4\n",
         )
         .unwrap();
         fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        let net = Network::with_plugin_dir(dir.path().join("root"), &plugins).unwrap();
+        let net = Network::with_plugin_dir(dir.path().join("root"), DEFAULT_PLUGIN_DIR)
+            .unwrap()
+            .with_tools_first(&tools);
         let c = Ctr::new();
         let rules0 = rules();
         let e = net
             .attach("half", &c.netns, &[parse_port("18080:80").unwrap()])
             .unwrap_err();
-        match &e {
-            NetError::Plugin {
-                plugin,
-                command: "ADD",
-                code: 999,
-                msg,
-                details,
-            } => {
-                assert_eq!(
-                    (plugin.as_str(), msg.as_str(), details.as_str()),
-                    ("portmap", "injected portmap failure", "by the test")
-                )
-            }
-            _ => panic!("expected the plugin's error, got {e:?}"),
-        }
+        assert!(matches!(e, NetError::Iptables { .. }), "{e:?}");
         let s = e.to_string();
         assert!(
-            s.contains("portmap")
-                && s.contains("injected portmap failure")
-                && s.contains("by the test"),
-            "{s}"
+            s.contains("iptables-restore")
+                && s.contains("injected failure by the test")
+                && s.contains("TINYO-HOSTPORTS"),
+            "names the tool, its message and the input: {s}"
         );
-        // bridge + firewall were undone: no veth, no eth0, no lease, no per-container rules.
+        // The bridge plugin's part was undone: no veth, no eth0, no lease, no rules.
         assert_nothing_of(&net, "half", 0, &[], &rules_after_shared(&rules0));
         assert!(!has_link(Some(&c.netns), "eth0"));
         assert!(leases(&net).is_empty());
     });
 }
 
-/// The firewall plugin leaves its shared chains (CNI-FORWARD, CNI-ADMIN) once created; the
-/// expected ruleset after a rollback is the original one plus those.
+/// The shared chains and rules (TINYO-*, the localhost guard) stay once created; the expected
+/// ruleset after a rollback is the original one plus those.
 fn rules_after_shared(before: &str) -> String {
     let now = rules();
     for l in now.lines() {
-        let shared = l.contains("CNI-FORWARD")
-            || l.contains("CNI-ADMIN")
-            || l.contains(LOCALNET_GUARD_COMMENT);
+        let shared =
+            l.contains(LOCALNET_GUARD_COMMENT) || (l.contains("TINYO-") && !l.contains("\"tinyo:"));
         let frame =
             l.starts_with('*') || l == "COMMIT" || (l.starts_with(':') && l.ends_with("ACCEPT"));
         if frame {
@@ -665,13 +649,9 @@ fn net_detach_removes_everything_and_is_idempotent() {
             .unwrap();
         let during = rules_of(a.ip, "gone");
         assert!(
-            during
-                .iter()
-                .any(|l| l.contains("MASQUERADE") || l.contains("CNI-")),
-            "{during:?}"
-        );
-        assert!(
-            during.iter().any(|l| l.contains(&format!("{}:80", a.ip))),
+            during.iter().any(|l| l.contains(&format!("{}:80", a.ip))
+                && l.contains("\"tinyo:gone\"")
+                && l.contains("--dport 18080")),
             "no DNAT rule: {during:?}"
         );
         assert!(leases(&net).contains(&a.ip.to_string()));
@@ -741,19 +721,10 @@ fn net_detach_after_container_netns_is_gone() {
             .filter(|l| !rules_empty.contains(*l) && !frame(l))
         {
             assert!(
-                [
-                    "CNI-HOSTPORT-",
-                    "CNI-FORWARD",
-                    "CNI-ADMIN",
-                    LOCALNET_GUARD_COMMENT,
-                    "OUTPUT",
-                    "PREROUTING",
-                    "POSTROUTING",
-                    "FORWARD"
-                ]
-                .iter()
-                .any(|s| l.contains(s))
-                    && !l.contains("CNI-DN-"),
+                ["TINYO-", LOCALNET_GUARD_COMMENT]
+                    .iter()
+                    .any(|s| l.contains(s))
+                    && (!l.contains("\"tinyo:") || l.contains(LOCALNET_GUARD_COMMENT)),
                 "per-container leftover: {l}"
             );
         }
@@ -791,7 +762,7 @@ fn net_containers_cannot_reach_host_localhost() {
         let dir = tempfile::tempdir().unwrap();
         let net = net_in(&dir);
         let c = Ctr::new();
-        // Publishing a port makes portmap set route_localnet=1 on the bridge.
+        // Publishing a port sets route_localnet=1 on the bridge.
         let a = net
             .attach("sneaky", &c.netns, &[parse_port("18080:80").unwrap()])
             .unwrap();

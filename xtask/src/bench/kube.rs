@@ -69,7 +69,7 @@ pub fn run(opts: &Opts) -> Result<Vec<Report>> {
         need("catatonit", "catatonit", "podman's pod infra image"),
         need("runc", "runc", "the kube benchmark's reference"),
     ])?;
-    let shim_bin = super::dist_binary("tinyo-shim")?;
+    let shim_bin = super::dist_binaries(&["tinyo-shim", "tinyo-pull", "tinyo-init"])?.remove(0);
     let bin_dir = shim_bin.parent().map(PathBuf::from).unwrap_or_default();
     std::env::set_var("TINYO_BIN_DIR", &bin_dir);
     let shim = Shim::new();
@@ -149,8 +149,8 @@ pub fn run(opts: &Opts) -> Result<Vec<Report>> {
         opts,
     )?;
     reports[0].notes.push(
-        "tinyo-shim: static dist build, pod infra tinyo-init -P, --network bridge (CNI bridge + \
-         portmap); podman 4.3 with runc through conmon, overlay storage, cgroupfs, its \
+        "tinyo-shim: static dist build, pod infra tinyo-init -P, --network bridge (CNI bridge \
+         plugin for veth and address, its own NAT and port rules in one iptables-restore); podman 4.3 with runc through conmon, overlay storage, cgroupfs, its \
          podman-pause infra image (catatonit), its default kube network (CNI bridge + portmap); \
          each in a network namespace of its own"
             .into(),

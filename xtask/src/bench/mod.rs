@@ -350,29 +350,36 @@ pub fn children_cpu_ms() -> f64 {
 /// Builds `package`'s binary as `cargo xtask dist` does (static musl, `dist` profile) and
 /// returns its path: benchmarks measure what ships.
 pub fn dist_binary(package: &str) -> Result<PathBuf> {
+    dist_binaries(&[package]).map(|mut v| v.remove(0))
+}
+
+/// Like [`dist_binary`] for several packages in one cargo run (for benchmarks that run
+/// binaries which find each other in one directory: tinyo-shim runs tinyo-pull and
+/// tinyo-init beside it).
+pub fn dist_binaries(packages: &[&str]) -> Result<Vec<PathBuf>> {
     const MUSL: &str = "x86_64-unknown-linux-musl";
     let mut build = crate::cargo();
-    build.args([
-        "build",
-        "--profile",
-        "dist",
-        "--target",
-        MUSL,
-        "-p",
-        package,
-    ]);
+    build.args(["build", "--profile", "dist", "--target", MUSL]);
+    for p in packages {
+        build.args(["-p", p]);
+    }
     crate::dist::set_rustflags(&mut build, MUSL, crate::dist::RELEASE_RUSTFLAGS);
-    crate::step(&format!("static {package}"), &mut build)?;
-    let path = std::env::var_os("CARGO_TARGET_DIR")
+    crate::step(&format!("static {}", packages.join(", ")), &mut build)?;
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| crate::root().join("target"))
         .join(MUSL)
-        .join("dist")
-        .join(package);
-    if !path.is_file() {
-        bail!("{} was not built", path.display());
-    }
-    Ok(path)
+        .join("dist");
+    packages
+        .iter()
+        .map(|p| {
+            let path = dir.join(p);
+            if !path.is_file() {
+                bail!("{} was not built", path.display());
+            }
+            Ok(path)
+        })
+        .collect()
 }
 
 /// One run of a command: wall time (ms), CPU of it and its waited-for descendants (ms), and

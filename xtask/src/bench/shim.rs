@@ -72,7 +72,7 @@ pub fn run(opts: &Opts) -> Result<Vec<Report>> {
         need("conmon", "conmon", "the shim benchmark's reference"),
         need("runc", "runc", "the shim benchmark's reference"),
     ])?;
-    let shim_bin = super::dist_binary("tinyo-shim")?;
+    let shim_bin = super::dist_binaries(&["tinyo-shim", "tinyo-pull", "tinyo-init"])?.remove(0);
     let bin_dir = shim_bin.parent().map(PathBuf::from).unwrap_or_default();
     // The fixtures then drive the static release binaries (and their static tinyo-init).
     std::env::set_var("TINYO_BIN_DIR", &bin_dir);
