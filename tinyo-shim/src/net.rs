@@ -43,6 +43,7 @@
 // The CLI/supervisor (written separately) will use these items; until it does, they look unused.
 #![allow(dead_code)]
 
+pub mod conntrack;
 pub mod firewall;
 #[cfg(test)]
 mod tests;
@@ -152,6 +153,8 @@ pub enum NetError {
     },
     #[error("iptables {args}: {why}")]
     Iptables { args: String, why: String },
+    #[error("forgetting the connection-tracking entries of {ip} (ctnetlink): {source}")]
+    Conntrack { ip: Ipv4Addr, source: io::Error },
 }
 
 fn details_suffix(details: &str) -> String {
@@ -664,6 +667,15 @@ impl Network {
         let mut first_err = None;
         if !attached.ports.is_empty() {
             first_err = self.remove_rules(id).err();
+        }
+        // As portmap did: a UDP client that keeps sending would keep its DNAT to this address.
+        if attached.ports.iter().any(|p| p.proto == Proto::Udp) {
+            if let Err(source) = conntrack::forget(attached.ip) {
+                first_err.get_or_insert(NetError::Conntrack {
+                    ip: attached.ip,
+                    source,
+                });
+            }
         }
         if let Err(e) = self.del_chain(
             id,

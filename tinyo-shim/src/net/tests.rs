@@ -480,12 +480,20 @@ fn net_published_ports_work() {
             .recv_from(&mut buf)
             .expect("UDP datagram through the published port");
         assert_eq!(&buf[..n], b"dns?");
+        assert!(
+            conntrack::count(a.ip).unwrap() > 0,
+            "the flows to {} are tracked",
+            a.ip
+        );
 
         // The reservation is recorded, with the owner.
         let res = fs::read_to_string(net.state_dir().join("ports.json")).unwrap();
         assert!(res.contains("\"web\"") && res.contains("18080"), "{res}");
         net.detach("client", Some(&c2.netns), &a2).unwrap();
         net.detach("web", Some(&c.netns), &a).unwrap();
+        // The detached address has no conntrack entries left (a UDP sender would otherwise
+        // keep its DNAT to it).
+        assert_eq!(conntrack::count(a.ip).unwrap(), 0);
         // Unpublished: nothing answers on the host port any more.
         assert!(TcpStream::connect_timeout(&SocketAddr::from((GATEWAY, 18080)), TIMEOUT).is_err());
         assert_eq!(
