@@ -209,6 +209,35 @@ fn detached_container_logs_ps_stop_and_rm() {
     shim.assert_nothing_left();
 }
 
+/// `stop` and `rm -f` of several containers signal them all before waiting: one that ignores
+/// SIGTERM is killed at the deadline while the other stops on SIGTERM, and `rm -f` removes
+/// every one named, reporting the unknown name and exiting 1.
+#[test]
+fn stop_and_rm_f_of_several_containers() {
+    let shim = Shim::new();
+    let polite = "trap 'exit 0' TERM; while true; do sleep 0.05; done";
+    let stubborn = "trap '' TERM; while true; do sleep 0.05; done";
+    for (name, script) in [("polite", polite), ("stubborn", stubborn)] {
+        shim.ok(&["run", "-d", "--name", name, &shim.image, "sh", "-c", script]);
+    }
+    assert_eq!(
+        shim.ok(&["stop", "-t", "1", "polite", "stubborn"]),
+        "polite\nstubborn\n"
+    );
+    assert_eq!(shim.status("polite").as_deref(), Some("exited (0)"));
+    assert_eq!(shim.status("stubborn").as_deref(), Some("exited (137)"));
+    for (name, script) in [("one", polite), ("two", stubborn)] {
+        shim.ok(&["run", "-d", "--name", name, &shim.image, "sh", "-c", script]);
+    }
+    let o = shim.out(&["rm", "-f", "one", "ghost", "two", "polite", "stubborn"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let (out, err) = text(&o);
+    assert_eq!(out, "one\ntwo\npolite\nstubborn\n");
+    assert!(err.contains("ghost"), "{err}");
+    assert!(shim.ps().is_empty());
+    shim.assert_nothing_left();
+}
+
 #[test]
 fn exec_joins_a_running_container() {
     let shim = Shim::new();
