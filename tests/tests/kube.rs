@@ -223,6 +223,24 @@ fn unsupported_kinds_and_bad_manifests_are_refused_before_anything_runs() {
     let pods: Value = serde_json::from_str(&shim.ok(&["pod", "ps", "--format", "json"])).unwrap();
     assert_eq!(pods, serde_json::json!([]));
     assert!(shim.ps().is_empty());
+    // App containers start side by side: one that cannot start (its image reference is not
+    // one) fails the play, names itself, and takes the pod and its started siblings with it.
+    let missing = "'Not/A:Ref::'";
+    let yaml = format!(
+        "kind: Pod\nmetadata: {{name: half}}\nspec:\n  containers:\n  - {{name: a, image: {img}, command: [sleep, '1000']}}\n  - {{name: b, image: {missing}}}\n  - {{name: c, image: {img}, command: [sleep, '1000']}}\n",
+        img = shim.image
+    );
+    let o = shim.out(&["play", "kube", "--network", "none", &write(&dir, &yaml)]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains("container half-b") && err.contains("Not/A:Ref"),
+        "{err}"
+    );
+    let pods: Value = serde_json::from_str(&shim.ok(&["pod", "ps", "--format", "json"])).unwrap();
+    assert_eq!(pods, serde_json::json!([]));
+    assert!(shim.ps().is_empty());
+    shim.assert_nothing_left();
 }
 
 #[test]

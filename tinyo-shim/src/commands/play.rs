@@ -133,7 +133,7 @@ fn up(roots: &Roots, p: &kube::Pod, network: Option<String>) -> Result<()> {
         paths.insert(v.name.clone(), path);
     }
     for c in &p.init {
-        start(roots, &p.name, c, &paths)?;
+        println!("{}", start(roots, &p.name, c, &paths)?);
         let code = wait_exit(roots, &c.name)?;
         if code != 0 {
             bail!(
@@ -144,18 +144,41 @@ fn up(roots: &Roots, p: &kube::Pod, network: Option<String>) -> Result<()> {
             );
         }
     }
-    for c in &p.containers {
-        start(roots, &p.name, c, &paths)?;
+    // The app containers start side by side (each waits for its own supervisor), so a pod is
+    // up in about the time of its slowest container; the ids are printed in spec order.
+    let ids: Vec<Result<String>> = std::thread::scope(|scope| {
+        let started: Vec<_> = p
+            .containers
+            .iter()
+            .map(|c| scope.spawn(|| start(roots, &p.name, c, &paths)))
+            .collect();
+        started
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("starting a container panicked")))
+            })
+            .collect()
+    });
+    let mut first_err = None;
+    for id in ids {
+        match id {
+            Ok(id) => println!("{id}"),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
     }
-    Ok(())
+    first_err.map_or(Ok(()), Err)
 }
 
+/// Starts container `c` of `pod` detached; returns its id.
 fn start(
     roots: &Roots,
     pod: &str,
     c: &kube::Container,
     paths: &std::collections::BTreeMap<String, PathBuf>,
-) -> Result<()> {
+) -> Result<String> {
     let mut argv: Vec<String> = ["-d", "--pod", pod, "--name", &c.name]
         .iter()
         .map(|s| s.to_string())
@@ -171,8 +194,7 @@ fn start(
     argv.extend(c.args.iter().cloned());
     let line = RunLine::try_parse_from(&argv)
         .with_context(|| format!("container {}: {argv:?}", c.name))?;
-    super::run::run(roots, line.args).with_context(|| format!("container {}", c.name))?;
-    Ok(())
+    super::run::launch(roots, line.args).with_context(|| format!("container {}", c.name))
 }
 
 /// Waits for container `name` to exit (init containers run to completion, however long).

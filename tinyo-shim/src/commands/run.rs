@@ -328,6 +328,14 @@ fn check_config(
 }
 
 pub fn run(roots: &Roots, a: Args) -> Result<i32> {
+    let id = launch(roots, a)?;
+    println!("{id}");
+    Ok(0)
+}
+
+/// Creates the container and starts its supervisor: detached, returns the id once the
+/// container runs; in the foreground, this process becomes the supervisor (no return).
+pub(crate) fn launch(roots: &Roots, a: Args) -> Result<String> {
     if let Some(n) = &a.name {
         state::check_name(n)?;
     }
@@ -515,8 +523,7 @@ pub fn run(roots: &Roots, a: Args) -> Result<i32> {
     }
     spawn_detached_supervisor(roots, &id, false)?;
     unmade.0 = None;
-    println!("{id}");
-    Ok(0)
+    Ok(id)
 }
 
 /// `tinyo-shim supervise --state … --store …` (the id still to add).
